@@ -1,0 +1,57 @@
+# Entry points for people and CI. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+VENV ?= .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+# Podman on these machines needs runc, cgroupfs and grantable ulimits: the lab
+# passes its own containers.conf instead of editing /etc.
+export CONTAINERS_CONF := $(CURDIR)/molecule/lab/containers.conf
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+# Code that runs on the training host (Python 3.6 + TensorFlow 1.7).
+PY36_CODE := src/facekit
+
+.PHONY: help test venv lint pytest molecule lab lab-down bench clean
+
+help:
+	@echo "make lab        provision the local container lab and run site.yml against it"
+	@echo "make test       install everything, lint, run pytest and every Molecule scenario"
+	@echo "make lint       ansible-lint (production), yamllint, ruff, vermin (Python 3.6)"
+	@echo "make pytest     the Python test suite of src/"
+	@echo "make molecule   every Molecule scenario (SCENARIO=name runs one)"
+	@echo "make bench      the dataset conversion benchmark (prints figures, no pass/fail)"
+	@echo "make lab-down   remove the lab containers"
+
+test: lint pytest molecule
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml tools/bootstrap-venv.sh
+	tools/bootstrap-venv.sh $(VENV)
+	touch $@
+
+lint: venv
+	ansible-lint --profile production --strict
+	yamllint --strict .
+	ruff check src benchmarks
+	vermin --no-tips --violations --eval-annotations -t=3.6- $(PY36_CODE)
+
+pytest: venv
+	pytest
+
+molecule: venv
+	molecule/lab/run-scenarios.sh $(SCENARIO)
+
+lab: venv
+	molecule/lab/lab.sh up
+
+lab-down: venv
+	molecule/lab/lab.sh down
+
+bench: venv
+	python benchmarks/bench_convert.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
