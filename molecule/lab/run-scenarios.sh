@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Runs `molecule test` for one scenario (argument) or for every
+# molecule/*/molecule.yml (alphabetical, `site` last), after making sure the
+# container tools and the lab image exist. Prints PASS/FAIL/SKIP and the time
+# of each scenario, then a summary line; exits 1 if any scenario failed.
+#
+# A scenario that needs the outside world lists URLs in its `requires-url`
+# file (one per line, # comments); if one is unreachable it is skipped, not
+# failed, so CI on a closed network stays meaningful.
+set -euo pipefail
+
+lab=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$lab/../.." && pwd)
+cd "$root"
+export CONTAINERS_CONF=${CONTAINERS_CONF:-$lab/containers.conf}
+export ANSIBLE_CONFIG=${ANSIBLE_CONFIG:-$root/ansible.cfg}
+
+if [[ $# -gt 1 ]]; then
+    echo "usage: $0 [SCENARIO]" >&2
+    exit 2
+fi
+
+scenarios=()
+if [[ -n ${1:-} ]]; then
+    if [[ ! -f molecule/$1/molecule.yml ]]; then
+        echo "run-scenarios: no scenario '$1' (molecule/$1/molecule.yml does not exist)" >&2
+        exit 2
+    fi
+    scenarios=("$1")
+else
+    for file in molecule/*/molecule.yml; do
+        [[ -e $file ]] || continue
+        name=$(basename "$(dirname "$file")")
+        [[ $name == site ]] || scenarios+=("$name")
+    done
+    [[ ! -f molecule/site/molecule.yml ]] || scenarios+=(site)
+fi
+if [[ ${#scenarios[@]} -eq 0 ]]; then
+    echo "run-scenarios: no scenarios under molecule/"
+    echo "0 passed, 0 failed, 0 skipped"
+    exit 0
+fi
+
+"$lab/build-image.sh" >/dev/null
+
+# Prints the first URL of the scenario's requires-url that cannot be fetched.
+unreachable_url() {
+    local file=molecule/$1/requires-url url
+    [[ -f $file ]] || return 0
+    while read -r url; do
+        url=${url%%#*}
+        url=${url//[[:space:]]/}
+        [[ -n $url ]] || continue
+        # A one-byte range GET: some download hosts refuse HEAD.
+        if ! curl --silent --fail --location --output /dev/null --range 0-0 \
+                --connect-timeout 5 --max-time 15 "$url"; then
+            echo "$url"
+            return 0
+        fi
+    done <"$file"
+}
+
+passed=0 failed=0 skipped=0
+results=()
+for name in "${scenarios[@]}"; do
+    url=$(unreachable_url "$name")
+    if [[ -n $url ]]; then
+        echo "SKIP $name: $url is not reachable from this machine"
+        results+=("SKIP  $name")
+        skipped=$((skipped + 1))
+        continue
+    fi
+    echo "=== molecule test -s $name"
+    start=$SECONDS
+    # Scenario containers are named after the scenario: two runs of the same
+    # scenario on this machine (two engineers, one checkout) take turns.
+    if flock "/tmp/facekit-molecule-$name.lock" molecule test -s "$name"; then
+        verdict=PASS
+        passed=$((passed + 1))
+    else
+        verdict=FAIL
+        failed=$((failed + 1))
+    fi
+    line=$(printf '%s  %s (%d s)' "$verdict" "$name" $((SECONDS - start)))
+    echo "$line"
+    results+=("$line")
+done
+
+echo
+printf '%s\n' "${results[@]}"
+echo "$passed passed, $failed failed, $skipped skipped"
+[[ $failed -eq 0 ]]
