@@ -1,0 +1,216 @@
+"""The seed tutorial's three steps, for people who follow it step by step:
+
+    to_voc       WIDER annotations + images -> VOC XML directory
+    to_csv       VOC XML directory -> box CSV            (the seed's xml_to_csv)
+    to_tfrecord  box CSV + images -> TFRecord shards      (the seed's generate_tfrecord)
+
+Chained they give the same TFRecords, byte for byte, as `convert`, which does
+all of it in one pass and is what the dataset stage runs.
+"""
+
+import glob
+import hashlib
+import logging
+import os
+
+from facekit.dataset import filters as flt
+from facekit.dataset import pipeline
+from facekit.dataset.convert import annotation_input, shard_entries
+from facekit.dataset.csvfile import CsvWriter, read_images
+from facekit.dataset.errors import AnnotationError, DatasetError
+from facekit.dataset.files import sha256_file
+from facekit.dataset.images import ImageProblem, attach_bytes, inspect_job
+from facekit.dataset.labelmap import write_label_map
+from facekit.dataset.manifest import ImageDigest, tool_versions, update_manifest
+from facekit.dataset.parallel import ordered_map
+from facekit.dataset.progress import track
+from facekit.dataset.tfrecord import CLASS_TEXT, ShardedWriter
+from facekit.dataset.voc import VocWriter, read_annotation
+
+log = logging.getLogger(__name__)
+
+
+def to_voc(annotations, images_dir, voc_dir, *, split=None, config=flt.DEFAULT_FILTERS,
+           workers=1, strict=False, progress=True):
+    """Write one VOC XML per kept image (same filters and counts as convert).
+
+    Also writes <voc_dir>/dataset.json. Image bytes are read (to check the file
+    is whole) but not kept.
+    """
+    split = split or pipeline.split_from_name(annotations)
+    voc_dir = str(voc_dir)
+    stats = pipeline.new_stats()
+    annotation_digest = hashlib.sha256()
+    image_digest = ImageDigest()
+    writer = VocWriter(voc_dir, split)
+    try:
+        for image, info, boxes in pipeline.kept_images(
+                annotations, images_dir, config, stats, workers=workers, strict=strict,
+                keep_bytes=False, image_digest=image_digest,
+                annotation_digest=annotation_digest, progress=progress, label="to-voc " + split):
+            writer.add(image.path, info, boxes)
+        pipeline.check_totals(stats)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.commit()
+    entry = {
+        "command": "to-voc",
+        "split": split,
+        "inputs": {"annotations": annotation_input(annotations, annotation_digest),
+                   "images": image_digest.as_dict(images_dir)},
+        "filters": dict(config._asdict()),
+        "images": stats["images"],
+        "faces": stats["faces"],
+        "outputs": {"voc": {"dir": ".", "annotations": writer.count,
+                            "image_set": "ImageSets/Main/{}.txt".format(split)}},
+        "tool": tool_versions(),
+    }
+    update_manifest(voc_dir, split, entry)
+    return entry
+
+
+def voc_files(voc_dir, split=None):
+    """The XML files of a VOC directory, in image-set order when a list exists.
+
+    Accepts facekit's layout (Annotations/ + ImageSets/Main/<split>.txt) and the
+    seed's flat folder of XML files (sorted by name).
+    """
+    annotations = os.path.join(voc_dir, "Annotations")
+    sets = os.path.join(voc_dir, "ImageSets", "Main")
+    if split is None and os.path.isdir(sets):
+        lists = sorted(f for f in os.listdir(sets) if f.endswith(".txt"))
+        if len(lists) == 1:
+            split = lists[0][:-4]
+        elif len(lists) > 1:
+            raise DatasetError("{} holds several image sets ({}); pass --split".format(
+                sets, ", ".join(lists)))
+    if split is not None:
+        listing = os.path.join(sets, split + ".txt")
+        if not os.path.isfile(listing):
+            raise DatasetError("no image set {} (expected a list of image ids there)".format(
+                listing))
+        with open(listing, "r", encoding="utf-8") as fh:
+            for line in fh:
+                ident = line.strip()
+                if ident:
+                    yield os.path.join(annotations, *ident.split("/")) + ".xml"
+        return
+    root = annotations if os.path.isdir(annotations) else voc_dir
+    found = sorted(glob.glob(os.path.join(glob.escape(root), "**", "*.xml"), recursive=True))
+    if not found:
+        raise DatasetError("no .xml files under {}".format(root))
+    for path in found:
+        yield path
+
+
+def to_csv(voc_dir, csv_path, split=None):
+    """Collect VOC XML files into the box CSV; return {"xml_files", "rows", "objects"}."""
+    voc_dir = str(voc_dir)
+    csv_path = str(csv_path)
+    parent = os.path.dirname(os.path.abspath(csv_path))
+    if not os.path.isdir(parent):
+        os.makedirs(parent)
+    writer = CsvWriter(csv_path)
+    counts = {"xml_files": 0, "objects": 0}
+    try:
+        for path in voc_files(voc_dir, split):
+            if not os.path.isfile(path):
+                raise DatasetError("{} is listed in the image set but does not exist".format(
+                    path))
+            filename, width, height, objects = read_annotation(path)
+            writer.add(filename, width, height, objects)
+            counts["xml_files"] += 1
+            counts["objects"] += len(objects)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.commit()
+    counts["rows"] = writer.rows
+    log.info("%s: %d rows from %d XML files", csv_path, writer.rows, counts["xml_files"])
+    return counts
+
+
+def _csv_jobs(csv_path, stats):
+    """(filename, width, height, boxes, had_objects, line) per CSV image, classes checked."""
+    class_name = CLASS_TEXT.decode("ascii")
+    for filename, width, height, objects, lineno in read_images(csv_path):
+        stats["images"]["total"] += 1
+        stats["faces"]["total"] += len(objects)
+        for obj in objects:
+            if obj[0] != class_name:
+                raise AnnotationError(
+                    csv_path, lineno,
+                    "class {!r} of {} is not in the label map (only {!r}); remove those rows "
+                    "or map them to {!r}".format(obj[0], filename, class_name, class_name))
+        boxes = []
+        for obj in objects:
+            box = flt.clip_box(obj[1:], width, height)
+            if box is None:
+                stats["faces"]["dropped"]["degenerate"] += 1
+            else:
+                boxes.append(box)
+        if objects and not boxes:
+            stats["images"]["dropped"]["no_faces"] += 1
+            continue
+        yield filename, width, height, boxes, lineno
+
+
+def to_tfrecord(csv_path, images_dir, output_dir, split, *, shards=1, workers=1, strict=False,
+                progress=True):
+    """Build TFRecord shards (+ label_map.pbtxt, dataset.json) from the box CSV.
+
+    Sizes and boxes come from the CSV; each image is still opened to take its bytes
+    and to check that its header agrees with the CSV's size. Images with no rows
+    but the empty negative-example row are written without boxes.
+    """
+    csv_path = str(csv_path)
+    output_dir = str(output_dir)
+    if not os.path.isdir(output_dir):
+        os.makedirs(output_dir)
+    stats = pipeline.new_stats()
+    image_digest = ImageDigest()
+    records = ShardedWriter(output_dir, split, shards)
+    results = ordered_map(inspect_job, _csv_jobs(csv_path, stats),
+                          lambda job: (images_dir, job[0], workers <= 1), workers)
+    try:
+        for (filename, width, height, boxes, lineno), result in track(
+                results, "to-tfrecord " + split, enabled=progress):
+            where = "row on line {} of {}".format(lineno, csv_path)
+            if not isinstance(result, ImageProblem) and result.data is None:
+                result = attach_bytes(images_dir, result)  # noqa: PLW2901
+            problem = result if isinstance(result, ImageProblem) else None
+            if problem is None and (result.width, result.height) != (width, height):
+                problem = ImageProblem(filename, "corrupt",
+                                       "{} is {}x{} but the CSV says {}x{}".format(
+                                           os.path.join(images_dir, filename), result.width,
+                                           result.height, width, height))
+            if problem is not None:
+                pipeline.image_problem(problem, where, stats, len(boxes), strict)
+                continue
+            image_digest.add(result.path, result.size, result.sha256)
+            records.add(filename, result, boxes)
+            stats["images"]["kept"] += 1
+            stats["faces"]["kept"] += len(boxes)
+        pipeline.check_totals(stats)
+    except BaseException:
+        results.close()
+        records.abort()
+        raise
+    sha, size = sha256_file(csv_path)
+    outputs = {"tfrecord": shard_entries(records.commit(), split, shards),
+               "label_map": "label_map.pbtxt"}
+    write_label_map(os.path.join(output_dir, "label_map.pbtxt"))
+    entry = {
+        "command": "to-tfrecord",
+        "split": split,
+        "inputs": {"csv": {"path": csv_path, "sha256": sha, "bytes": size},
+                   "images": image_digest.as_dict(images_dir)},
+        "filters": None,
+        "images": stats["images"],
+        "faces": stats["faces"],
+        "outputs": outputs,
+        "tool": tool_versions(records.tf),
+    }
+    update_manifest(output_dir, split, entry)
+    return entry
