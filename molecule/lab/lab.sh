@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # The local container lab (inventory/lab).
-#   lab.sh up     build/reuse the image, start the lab hosts, run site.yml on them
+#   lab.sh up     build/reuse the image, serve the stand-ins, start the lab hosts,
+#                 run site.yml on them
 #   lab.sh hosts  build/reuse the image and start the lab hosts only
-#   lab.sh down   remove the lab hosts
+#   lab.sh down   remove the lab hosts and stop the stand-in server
+#
+# The lab cannot reach GitHub, Anaconda or Google's download site, so what the
+# roles would download comes from standins.py (a loopback HTTP server started
+# here, reachable from the hosts, which share the host's network). Its role
+# variables go to .cache/lab/standins.json and are passed with -e @file.
 set -euo pipefail
 
 lab=$(cd "$(dirname "$0")" && pwd)
@@ -11,6 +17,13 @@ cd "$root"
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$lab/containers.conf}
 export ANSIBLE_CONFIG=${ANSIBLE_CONFIG:-$root/ansible.cfg}
 inventory=inventory/lab
+state=$root/.cache/lab
+standins_vars=$state/standins.json
+# The controller venv's Python has PyYAML (standins.py reads the role defaults).
+python=$root/.venv/bin/python
+[[ -x $python ]] || python=python3
+# protoc of the stand-ins: not newer than the lab env's protobuf (6.33.x <-> protoc 33.x).
+protoc_version=${LAB_PROTOC_VERSION:-30.2}
 
 # site.yml is runnable once it and every playbook it imports exist.
 site_ready() {
@@ -26,11 +39,20 @@ hosts_up() {
     ansible-playbook -i "$inventory" playbooks/lab_up.yml
 }
 
+standins_up() {
+    mkdir -p "$state"
+    "$python" "$lab/standins.py" serve --dir "$state/standins" --background --check-pin \
+        --protoc-version "$protoc_version" >"$standins_vars.tmp"
+    mv "$standins_vars.tmp" "$standins_vars"
+    echo "lab: stand-ins served; role variables in ${standins_vars#"$root"/}"
+}
+
 case ${1:-} in
     up)
         hosts_up
         if site_ready; then
-            ansible-playbook -i "$inventory" site.yml
+            standins_up
+            ansible-playbook -i "$inventory" -e "@$standins_vars" site.yml
         else
             echo "lab: hosts are up; site.yml is not ready, so not running: ansible-playbook -i $inventory site.yml"
         fi
@@ -40,6 +62,9 @@ case ${1:-} in
         ;;
     down)
         ansible-playbook -i "$inventory" playbooks/lab_down.yml
+        if [[ -d $state/standins ]]; then
+            "$python" "$lab/standins.py" stop --dir "$state/standins" >/dev/null
+        fi
         ;;
     *)
         echo "usage: $0 up|hosts|down" >&2
