@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Builds VENV_DIR: a Python 3.6 virtualenv with the training host's own pins of
+# what src/facekit imports (TensorFlow 1.7.1, protobuf, numpy, pillow, lxml,
+# pandas, tqdm), taken from roles/training_host/defaults/main.yml so the two
+# never drift apart. src/tests/test_training_host_stack.py runs the dataset
+# tools in it and compares their output with the modern stack's.
+#
+# Python 3.6 is not packaged by Debian 12 or Ubuntu 22.04+: the script uses
+# $PYTHON36, else python3.6 on PATH, else a pyenv build (~/.pyenv/versions/3.6.*).
+# Without one it says so and exits 0; the tests then skip with that reason.
+# Usage: tools/py36-env.sh VENV_DIR   (the controller venv .venv must exist: its
+# PyYAML reads the role defaults)
+set -euo pipefail
+
+venv=${1:?usage: $0 VENV_DIR}
+here=$(cd "$(dirname "$0")/.." && pwd)
+defaults=$here/roles/training_host/defaults/main.yml
+
+is_36() {
+  "$1" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 6) else 1)' 2>/dev/null
+}
+
+python=${PYTHON36:-}
+if [[ -z $python ]]; then
+  for candidate in $(command -v python3.6 || true) "$HOME"/.pyenv/versions/3.6*/bin/python3.6; do
+    if [[ -x $candidate ]] && is_36 "$candidate"; then
+      python=$candidate
+      break
+    fi
+  done
+fi
+if [[ -z $python ]] || ! is_36 "$python"; then
+  echo "py36-env: no Python 3.6 found (set PYTHON36=/path/to/python3.6); the Python 3.6 + TensorFlow 1.7 tests will be skipped" >&2
+  rm -rf "$venv"
+  exit 0
+fi
+
+# The pins the training host's conda env gets, for the packages src/ imports.
+# (A command substitution, so that a failure here stops the script.)
+pin_lines=$("$here/.venv/bin/python" - "$defaults" <<'EOF'
+import sys, yaml
+wanted = {"tensorflow", "protobuf", "numpy", "pillow", "lxml", "pandas", "tqdm"}
+with open(sys.argv[1]) as handle:
+    pins = yaml.safe_load(handle)["training_host_conda_packages"]
+found = [p for p in pins if p.split("==")[0].lower() in wanted]
+missing = wanted - {p.split("==")[0].lower() for p in found}
+if missing:
+    sys.exit("py36-env: training_host_conda_packages in %s pins none of: %s"
+             % (sys.argv[1], ", ".join(sorted(missing))))
+print("\n".join(found))
+EOF
+)
+mapfile -t pins <<<"$pin_lines"
+
+want=$(printf '%s\n' "$python" "${pins[@]}")
+if [[ -f $venv/.installed && $(cat "$venv/.installed") == "$want" ]]; then
+  exit 0
+fi
+echo "py36-env: building $venv with $python: ${pins[*]}" >&2
+# Built aside and moved into place when complete: an interrupted build never
+# leaves a half-installed env for the tests to trip over.
+rm -rf "$venv" "$venv.tmp"
+"$python" -m venv "$venv.tmp"
+# pip 21.3.1 is the last release for Python 3.6 (the one the role installs too).
+"$venv.tmp/bin/python" -m pip install --quiet --disable-pip-version-check pip==21.3.1
+"$venv.tmp/bin/python" -m pip install --quiet --disable-pip-version-check "${pins[@]}"
+printf '%s\n' "$want" >"$venv.tmp/.installed"
+mv "$venv.tmp" "$venv"
