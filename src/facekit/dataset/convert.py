@@ -19,7 +19,7 @@ from facekit.dataset import filters as flt
 from facekit.dataset import pipeline
 from facekit.dataset.csvfile import CsvWriter
 from facekit.dataset.labelmap import write_label_map
-from facekit.dataset.manifest import ImageDigest, tool_versions, update_manifest
+from facekit.dataset.manifest import ImageDigest, split_entry, update_manifest
 from facekit.dataset.tfrecord import ShardedWriter, shard_glob
 from facekit.dataset.voc import CLASS_NAME, VocWriter
 from facekit.dataset.wider import parse_annotations
@@ -99,17 +99,10 @@ def convert(annotations, images_dir, output_dir, *, split=None, config=flt.DEFAU
         voc_writer.commit()
         outputs["voc"] = {"dir": voc_name, "annotations": voc_writer.count}
     write_label_map(os.path.join(output_dir, "label_map.pbtxt"))
-    entry = {
-        "command": "convert",
-        "split": split,
-        "inputs": {"annotations": annotation_input(annotations, annotation_digest),
-                   "images": image_digest.as_dict(images_dir)},
-        "filters": dict(config._asdict()),
-        "images": stats["images"],
-        "faces": stats["faces"],
-        "outputs": outputs,
-        "tool": tool_versions(records.tf),
-    }
+    inputs = {"annotations": annotation_input(annotations, annotation_digest),
+              "images": image_digest.as_dict(images_dir)}
+    entry = split_entry("convert", split, inputs=inputs, filters=config, stats=stats,
+                        outputs=outputs, tf=records.tf)
     update_manifest(output_dir, split, entry)
     return entry
 

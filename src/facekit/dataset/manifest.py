@@ -28,6 +28,24 @@ def tool_versions(tf=None):
     return versions
 
 
+def split_entry(command, split, *, inputs, filters, stats, outputs, tf=None):
+    """One split's dataset.json entry: what a command read, kept, dropped and wrote.
+
+    filters: the FilterConfig used (None when the command applies none);
+    stats: pipeline.new_stats() counters; tf: the TensorFlow module that wrote records.
+    """
+    return {
+        "command": command,
+        "split": split,
+        "inputs": inputs,
+        "filters": None if filters is None else dict(filters._asdict()),
+        "images": stats["images"],
+        "faces": stats["faces"],
+        "outputs": outputs,
+        "tool": tool_versions(tf),
+    }
+
+
 class ImageDigest(object):
     """sha256 over "<path>\\t<bytes>\\t<sha256>\\n" of every image read, in annotation order.
 

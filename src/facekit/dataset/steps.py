@@ -21,7 +21,7 @@ from facekit.dataset.errors import AnnotationError, DatasetError
 from facekit.dataset.files import sha256_file
 from facekit.dataset.images import ImageProblem, attach_bytes, inspect_job
 from facekit.dataset.labelmap import write_label_map
-from facekit.dataset.manifest import ImageDigest, tool_versions, update_manifest
+from facekit.dataset.manifest import ImageDigest, split_entry, update_manifest
 from facekit.dataset.parallel import ordered_map
 from facekit.dataset.progress import track
 from facekit.dataset.tfrecord import CLASS_TEXT, ShardedWriter
@@ -54,18 +54,12 @@ def to_voc(annotations, images_dir, voc_dir, *, split=None, config=flt.DEFAULT_F
         writer.abort()
         raise
     writer.commit()
-    entry = {
-        "command": "to-voc",
-        "split": split,
-        "inputs": {"annotations": annotation_input(annotations, annotation_digest),
-                   "images": image_digest.as_dict(images_dir)},
-        "filters": dict(config._asdict()),
-        "images": stats["images"],
-        "faces": stats["faces"],
-        "outputs": {"voc": {"dir": ".", "annotations": writer.count,
-                            "image_set": "ImageSets/Main/{}.txt".format(split)}},
-        "tool": tool_versions(),
-    }
+    inputs = {"annotations": annotation_input(annotations, annotation_digest),
+              "images": image_digest.as_dict(images_dir)}
+    outputs = {"voc": {"dir": ".", "annotations": writer.count,
+                       "image_set": "ImageSets/Main/{}.txt".format(split)}}
+    entry = split_entry("to-voc", split, inputs=inputs, filters=config, stats=stats,
+                        outputs=outputs)
     update_manifest(voc_dir, split, entry)
     return entry
 
@@ -201,16 +195,9 @@ def to_tfrecord(csv_path, images_dir, output_dir, split, *, shards=1, workers=1,
     outputs = {"tfrecord": shard_entries(records.commit(), split, shards),
                "label_map": "label_map.pbtxt"}
     write_label_map(os.path.join(output_dir, "label_map.pbtxt"))
-    entry = {
-        "command": "to-tfrecord",
-        "split": split,
-        "inputs": {"csv": {"path": csv_path, "sha256": sha, "bytes": size},
-                   "images": image_digest.as_dict(images_dir)},
-        "filters": None,
-        "images": stats["images"],
-        "faces": stats["faces"],
-        "outputs": outputs,
-        "tool": tool_versions(records.tf),
-    }
+    inputs = {"csv": {"path": csv_path, "sha256": sha, "bytes": size},
+              "images": image_digest.as_dict(images_dir)}
+    entry = split_entry("to-tfrecord", split, inputs=inputs, filters=None, stats=stats,
+                        outputs=outputs, tf=records.tf)
     update_manifest(output_dir, split, entry)
     return entry
