@@ -1,13 +1,14 @@
 """Image header reading and the missing / corrupt / truncated checks."""
 
 import hashlib
+import io
 
 import pytest
 from helpers import jpeg_bytes
 from PIL import Image
 
 from facekit.dataset.filters import FilterConfig, annotation_drop_reason, clip_box
-from facekit.dataset.images import ImageInfo, ImageProblem, inspect_image
+from facekit.dataset.images import ImageInfo, ImageProblem, _fast_header, inspect_image
 from facekit.dataset.wider import Face
 
 
@@ -33,6 +34,59 @@ def test_size_format_and_bytes_without_decoding(tmp_path, monkeypatch):
     assert info.size == len(data)
     assert info.sha256 == hashlib.sha256(data).hexdigest()
     assert inspect_image(str(tmp_path), "a.jpg", keep_bytes=False).data is None
+
+
+def encoded(mode, size, fmt, **kwargs):
+    buf = io.BytesIO()
+    Image.new(mode, size).save(buf, fmt, **kwargs)
+    return buf.getvalue()
+
+
+def pillow_header(data):
+    with Image.open(io.BytesIO(data)) as image:
+        depth = {"L": 1, "LA": 2, "RGBA": 4, "CMYK": 4, "I;16": 1, "I": 1}.get(image.mode, 3)
+        return ({"JPEG": "jpeg", "PNG": "png"}[image.format],) + image.size + (depth,)
+
+
+@pytest.mark.parametrize("mode, fmt, kwargs", [
+    ("RGB", "JPEG", {}),
+    ("RGB", "JPEG", {"progressive": True}),
+    ("L", "JPEG", {}),
+    ("CMYK", "JPEG", {}),
+    ("RGB", "JPEG", {"exif": b"Exif\x00\x00" + b"\x00" * 40, "dpi": (72, 72)}),
+    ("RGB", "PNG", {}),
+    ("RGBA", "PNG", {}),
+    ("L", "PNG", {}),
+    ("LA", "PNG", {}),
+    ("P", "PNG", {}),
+    ("I;16", "PNG", {}),
+])
+def test_fast_header_agrees_with_pillow(mode, fmt, kwargs):
+    data = encoded(mode, (37, 21), fmt, **kwargs)
+    assert pillow_header(data)[:3] == (fmt.lower(), 37, 21)
+    assert _fast_header(data) == pillow_header(data)
+
+
+def test_fast_header_skips_a_thumbnails_frame_inside_app1():
+    # An EXIF-style APP1 segment holding a 16x16 frame header of its own, before the image's.
+    fake_sof = b"\xff\xc0\x00\x11\x08\x00\x10\x00\x10\x03" + b"\x00" * 9
+    app1 = b"\xff\xe1" + (2 + 6 + len(fake_sof)).to_bytes(2, "big") + b"Exif\x00\x00" + fake_sof
+    real = encoded("RGB", (64, 48), "JPEG")
+    data = real[:2] + app1 + real[2:]
+    assert _fast_header(data) == ("jpeg", 64, 48, 3)
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.size == (64, 48)
+
+
+@pytest.mark.parametrize("data", [
+    b"\xff\xd8\xff\xda\x00\x08" + b"\x00" * 20,       # scan before any frame
+    b"\xff\xd8\xff\xc0\x00\x11\x08\x00\x00\x00\x10\x03",  # zero height (DNL): Pillow decides
+    b"\xff\xd8\xff\xe0\x00\x01",                      # impossible segment length
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDX" + b"\x00" * 13,
+    b"GIF89a",
+])
+def test_fast_header_leaves_odd_bytes_to_pillow(data):
+    assert _fast_header(data) is None
 
 
 def test_png(tmp_path):

@@ -64,8 +64,84 @@ def _read(path):
     return data
 
 
+# Start-of-frame markers (baseline, extended, progressive, lossless, arithmetic):
+# C0-CF except C4 (DHT), C8 (reserved JPG) and CC (DAC), which are not frames.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_DEPTH = {1: 1, 3: 3, 4: 4}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_DEPTH = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # by IHDR colour type, as Pillow's modes map
+
+
+def _jpeg_frame_offset(data):
+    """Offset of the start-of-frame marker, found by walking the marker segments by
+    their lengths (so an EXIF thumbnail's own frame header inside APP1 is skipped, not
+    mistaken for the image's); None when the walk meets anything unusual."""
+    pos, end, found = 2, len(data), None
+    while found is None and pos + 4 <= end and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:  # a fill byte before a marker
+            pos += 1
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            pos += 2
+        elif marker in (0xD9, 0xDA):  # end of image or start of scan before any frame
+            break
+        elif marker in _JPEG_SOF:
+            found = pos
+        else:
+            length = (data[pos + 2] << 8) | data[pos + 3]
+            if length < 2:
+                break
+            pos += 2 + length
+    return found
+
+
+def _jpeg_frame(data):
+    """(width, height, depth) from the JPEG's start-of-frame segment, or None (then
+    Pillow decides)."""
+    pos = _jpeg_frame_offset(data) if data.startswith(b"\xff\xd8") else None
+    if pos is None or pos + 10 > len(data) or ((data[pos + 2] << 8) | data[pos + 3]) < 8:
+        return None
+    height = (data[pos + 5] << 8) | data[pos + 6]
+    width = (data[pos + 7] << 8) | data[pos + 8]
+    depth = _JPEG_DEPTH.get(data[pos + 9])
+    if not (width and height and depth):
+        return None
+    return width, height, depth
+
+
+def _png_header(data):
+    """(width, height, depth) from a PNG's IHDR chunk, or None."""
+    if not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR" or len(data) < 26:
+        return None
+    width = int.from_bytes(data[16:20], "big")
+    height = int.from_bytes(data[20:24], "big")
+    depth = _PNG_DEPTH.get(data[25])
+    if not (width and height and depth):
+        return None
+    return width, height, depth
+
+
+def _fast_header(data):
+    """(format, width, height, depth) for the two formats TF decodes, read straight from
+    the bytes: several times cheaper than Pillow's marker parsing in Python. None when
+    the bytes are not a plain JPEG or PNG header; Pillow then reads (or rejects) them."""
+    frame = _jpeg_frame(data)
+    if frame is not None:
+        return ("jpeg",) + frame
+    header = _png_header(data)
+    if header is not None:
+        return ("png",) + header
+    return None
+
+
 def _header(path, data):
     """(format, width, height, depth) from the header alone."""
+    fast = _fast_header(data)
+    if fast is not None:
+        truncated = _truncation(data, fast[0])
+        if truncated is not None:
+            raise _Bad("corrupt", "{}: {}".format(truncated, path))
+        return fast
     try:
         # Image.open only parses the header; .size/.format/.mode need nothing more.
         with Image.open(io.BytesIO(data)) as image:
