@@ -306,6 +306,10 @@ def _run_once(variant, annotations, images, count, cache, *, workers):
     out = os.path.join(cache, "out-{}".format(variant))
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
+    # Write back what earlier runs (and the image generator) left dirty, so that no
+    # variant pays for its predecessor's I/O: the kernel throttles every writer while
+    # hundreds of MB are still waiting to reach the disk.
+    os.sync()
     argv = [sys.executable, os.path.abspath(__file__), "--child", variant, "--annotations",
             annotations, "--images-dir", images, "--out", out, "--workers", str(workers)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")

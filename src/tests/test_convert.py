@@ -1,5 +1,6 @@
 """`convert`: what it writes (CSV, VOC, TFRecord, label map, manifest), what it drops and why."""
 
+import errno
 import hashlib
 import json
 import logging
@@ -8,6 +9,7 @@ import os
 import pytest
 from helpers import STANDARD, face, raw_records, read_records
 
+from facekit.dataset import voc
 from facekit.dataset.convert import convert
 from facekit.dataset.errors import AnnotationError, ImageError
 from facekit.dataset.filters import DEFAULT_FILTERS, FilterConfig
@@ -244,6 +246,26 @@ def test_strict_fails_and_keeps_the_previous_complete_output(wider, tmp_path):
     assert F in message and "unreadable image header" in message
     assert "line 20 of {}".format(wider.annotations) in message
     # nothing half-written, no temporaries left behind, the old run untouched
+    assert tree_bytes(out) == before
+
+
+def test_a_failed_xml_write_keeps_the_previous_complete_output(wider, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    run(wider, out)
+    before = tree_bytes(out)
+    real_write = voc._write_file
+    calls = []
+
+    def disk_full_on_the_second_file(path, data):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        real_write(path, data)
+
+    monkeypatch.setattr(voc, "_write_file", disk_full_on_the_second_file)
+    with pytest.raises(OSError) as info:
+        run(wider, out)
+    assert info.value.errno == errno.ENOSPC
     assert tree_bytes(out) == before
 
 

@@ -85,6 +85,10 @@ def convert(annotations, images_dir, output_dir, *, split=None, config=flt.DEFAU
             if voc_writer is not None:
                 voc_writer.add(image.path, info, boxes)
         pipeline.check_totals(stats)
+        if voc_writer is not None:
+            # Before anything is renamed into place: a failed XML write must leave the
+            # previous complete output as it was.
+            voc_writer.wait()
     except BaseException:
         for writer in writers:
             writer.abort()

@@ -50,6 +50,7 @@ def to_voc(annotations, images_dir, voc_dir, *, split=None, config=flt.DEFAULT_F
                 annotation_digest=annotation_digest, progress=progress, label="to-voc " + split):
             writer.add(image.path, info, boxes)
         pipeline.check_totals(stats)
+        writer.wait()
     except BaseException:
         writer.abort()
         raise
