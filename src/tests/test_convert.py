@@ -9,7 +9,7 @@ import os
 import pytest
 from helpers import STANDARD, face, raw_records, read_records
 
-from facekit.dataset import voc
+from facekit.dataset import files, tfrecord, voc
 from facekit.dataset.convert import convert
 from facekit.dataset.errors import AnnotationError, ImageError
 from facekit.dataset.filters import DEFAULT_FILTERS, FilterConfig
@@ -171,6 +171,17 @@ def test_deterministic_and_independent_of_workers(wider, tmp_path):
     assert one == tree_bytes(tmp_path / "two")
     assert one == tree_bytes(tmp_path / "par")
     assert not [name for name in one if ".tmp-" in name]
+
+
+def test_early_writeback_does_not_change_the_records(wider, tmp_path, monkeypatch):
+    run(wider, tmp_path / "plain", shards=2)
+    calls = []
+    real = files.start_writeback
+    monkeypatch.setattr(tfrecord, "WRITEBACK_EVERY", 1)
+    monkeypatch.setattr(files, "start_writeback", lambda path: calls.append(path) or real(path))
+    run(wider, tmp_path / "nudged", shards=2)
+    assert len(calls) == 3  # after every record: 2 in shard 0, 1 in shard 1
+    assert tree_bytes(tmp_path / "nudged") == tree_bytes(tmp_path / "plain")
 
 
 def test_records_are_serialized_with_sorted_feature_keys(wider, tmp_path):

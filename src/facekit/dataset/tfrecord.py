@@ -92,6 +92,8 @@ def make_example(tf, filename, info, boxes):
 
 
 _SHARD_RE = r"^{}\.record(-\d{{5}}-of-\d{{5}})?$"
+# Bytes written to a shard between two files.start_writeback() calls.
+WRITEBACK_EVERY = 32 << 20
 
 
 class ShardedWriter(object):
@@ -114,6 +116,7 @@ class ShardedWriter(object):
             self.abort()
             raise
         self.counts = [0] * shards
+        self._unflushed = [0] * shards
         self._next = 0
 
     def add(self, filename, info, boxes):
@@ -122,9 +125,14 @@ class ShardedWriter(object):
         # Features is a protobuf map: without deterministic=True the C++ runtime of the
         # training host (protobuf 3.x) writes its keys in hash order, which differs
         # between runs, and identical inputs would give different record bytes.
-        self._writers[shard].write(example.SerializeToString(deterministic=True))
+        record = example.SerializeToString(deterministic=True)
+        self._writers[shard].write(record)
         self.counts[shard] += 1
         self._next += 1
+        self._unflushed[shard] += len(record)
+        if self._unflushed[shard] >= WRITEBACK_EVERY:
+            self._unflushed[shard] = 0
+            files.start_writeback(self.tmps[shard])
 
     def _close(self):
         for writer in self._writers:
