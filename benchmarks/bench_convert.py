@@ -28,6 +28,7 @@ EVENTS = 61  # like WIDER: images spread over event folders
 WIDTH, HEIGHT = 640, 480
 TARGET_BYTES = 100 * 1024
 GENERATOR_VERSION = 1
+RUNS = "runs"  # under --cache-dir: one output directory per timed run
 
 
 # ---------------------------------------------------------------- synthetic data
@@ -313,9 +314,11 @@ def run_variant(variant, annotations, images, count, cache, *, workers=1, repeat
 
 
 def _run_once(variant, annotations, images, count, cache, *, workers):
-    out = os.path.join(cache, "out-{}".format(variant))
-    shutil.rmtree(out, ignore_errors=True)
-    os.makedirs(out)
+    # A new directory per run, all removed at the end (main): on the ext4 this was
+    # measured on, creating files right after deleting thousands of them costs up to
+    # 15x more kernel time for a while, so deleting the last run's output here would
+    # time the file system's recovery instead of the next variant.
+    out = tempfile.mkdtemp(prefix=variant + "-", dir=os.path.join(cache, RUNS))
     # Write back what earlier runs (and the image generator) left dirty, so that no
     # variant pays for its predecessor's I/O: the kernel throttles every writer while
     # hundreds of MB are still waiting to reach the disk.
@@ -325,13 +328,39 @@ def _run_once(variant, annotations, images, count, cache, *, workers):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                           universal_newlines=True, check=False)
-    shutil.rmtree(out, ignore_errors=True)
     if done.returncode != 0:
         raise SystemExit("{} failed:\n{}".format(variant, done.stderr[-3000:]))
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result.update(variant=variant, images=count, workers=workers,
                   rate=count / result["seconds"])
     return result
+
+
+def measure(args, cache):
+    """Every variant's figures, in the order they are printed."""
+    results = []
+    annotations, images, total = build_dataset(cache, args.images)
+    print("dataset: {} images, {:.1f} KB average, {} cores".format(
+        args.images, total / 1024.0 / args.images, os.cpu_count()), file=sys.stderr)
+    if not args.skip_baseline:
+        results.append(run_variant("baseline", annotations, images, args.images, cache,
+                                   repeat=args.repeat))
+    for workers in (1, 2):
+        results.append(run_variant("ours", annotations, images, args.images, cache,
+                                   workers=workers, repeat=args.repeat))
+    # One XML file per image is the part most exposed to the file system's mood;
+    # the training stage itself needs only the records.
+    results.append(run_variant("ours-no-voc", annotations, images, args.images, cache,
+                               workers=1, repeat=args.repeat))
+    extra = []
+    if args.scale_images:
+        extra.append(args.scale_images)
+    if args.full:
+        extra.append(12880)
+    for count in extra:
+        annotations, images, _ = build_dataset(cache, count)
+        results.append(run_variant("ours", annotations, images, count, cache, workers=2))
+    return results
 
 
 def main(argv=None):
@@ -368,28 +397,13 @@ def main(argv=None):
 
     cache = args.cache_dir
     os.makedirs(cache, exist_ok=True)
-    results = []
-    annotations, images, total = build_dataset(cache, args.images)
-    print("dataset: {} images, {:.1f} KB average, {} cores".format(
-        args.images, total / 1024.0 / args.images, os.cpu_count()), file=sys.stderr)
-    if not args.skip_baseline:
-        results.append(run_variant("baseline", annotations, images, args.images, cache,
-                                   repeat=args.repeat))
-    for workers in (1, 2):
-        results.append(run_variant("ours", annotations, images, args.images, cache,
-                                   workers=workers, repeat=args.repeat))
-    # One XML file per image is the part most exposed to the file system's mood;
-    # the training stage itself needs only the records.
-    results.append(run_variant("ours-no-voc", annotations, images, args.images, cache,
-                               workers=1, repeat=args.repeat))
-    extra = []
-    if args.scale_images:
-        extra.append(args.scale_images)
-    if args.full:
-        extra.append(12880)
-    for count in extra:
-        annotations, images, _ = build_dataset(cache, count)
-        results.append(run_variant("ours", annotations, images, count, cache, workers=2))
+    runs = os.path.join(cache, RUNS)
+    shutil.rmtree(runs, ignore_errors=True)  # left by an interrupted run
+    os.makedirs(runs)
+    try:
+        results = measure(args, cache)
+    finally:
+        shutil.rmtree(runs, ignore_errors=True)
 
     print("{:<31} {:>7} {:>9} {:>9} {:>10} {:>11} {:>12}".format(
         "variant", "images", "seconds", "images/s", "base MiB", "peak MiB", "workers MiB"))
