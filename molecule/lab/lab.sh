@@ -22,8 +22,6 @@ standins_vars=$state/standins.json
 # The controller venv's Python has PyYAML (standins.py reads the role defaults).
 python=$root/.venv/bin/python
 [[ -x $python ]] || python=python3
-# protoc of the stand-ins: not newer than the lab env's protobuf (6.33.x <-> protoc 33.x).
-protoc_version=${LAB_PROTOC_VERSION:-30.2}
 
 # site.yml is runnable once it and every playbook it imports exist.
 site_ready() {
@@ -41,8 +39,9 @@ hosts_up() {
 
 standins_up() {
     mkdir -p "$state"
+    # standins.py's default protoc release fits the role's venv pins (protobuf 6.33.x).
     "$python" "$lab/standins.py" serve --dir "$state/standins" --background --check-pin \
-        --protoc-version "$protoc_version" >"$standins_vars.tmp"
+        >"$standins_vars.tmp"
     mv "$standins_vars.tmp" "$standins_vars"
     echo "lab: stand-ins served; role variables in ${standins_vars#"$root"/}"
 }

@@ -138,3 +138,14 @@ def read_records(paths):
 def raw_records(paths):
     """The serialized records, for byte-level comparisons."""
     return [raw.numpy() for raw in tf.data.TFRecordDataset([str(p) for p in paths])]
+
+
+def tree_bytes(root):
+    """{relative path: bytes} of every file under root (hidden temporaries included)."""
+    found = {}
+    for dirpath, _, filenames in os.walk(str(root)):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            with open(path, "rb") as fh:
+                found[os.path.relpath(path, str(root))] = fh.read()
+    return found

@@ -7,7 +7,7 @@ import logging
 import os
 
 import pytest
-from helpers import STANDARD, face, raw_records, read_records
+from helpers import STANDARD, face, raw_records, read_records, tree_bytes
 
 from facekit.dataset import files, tfrecord, voc
 from facekit.dataset.convert import convert
@@ -35,17 +35,6 @@ EXPECTED_CSV = (
 def run(wider, out, **kwargs):
     kwargs.setdefault("progress", False)
     return convert(wider.annotations, wider.images, str(out), **kwargs)
-
-
-def tree_bytes(root):
-    """{relative path: bytes} of every file under root (hidden temporaries included)."""
-    found = {}
-    for dirpath, _, filenames in os.walk(str(root)):
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            with open(path, "rb") as fh:
-                found[os.path.relpath(path, str(root))] = fh.read()
-    return found
 
 
 def assert_counts_add_up(entry):

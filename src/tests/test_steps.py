@@ -5,8 +5,8 @@ import os
 import shutil
 
 import pytest
-from helpers import STANDARD, raw_records, read_records
-from test_convert import EXPECTED_CSV, tree_bytes
+from helpers import STANDARD, raw_records, read_records, tree_bytes
+from test_convert import EXPECTED_CSV
 
 from facekit.dataset.convert import convert
 from facekit.dataset.errors import AnnotationError, DatasetError, ImageError

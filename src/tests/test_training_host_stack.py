@@ -12,8 +12,7 @@ import os
 import subprocess
 
 import pytest
-from helpers import REPO, face, raw_records
-from test_convert import tree_bytes
+from helpers import REPO, face, raw_records, tree_bytes
 
 from facekit.dataset.convert import convert
 from facekit.dataset.steps import to_csv, to_tfrecord, to_voc
