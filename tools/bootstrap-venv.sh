@@ -55,3 +55,6 @@ fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 "$venv/bin/python" -m pip install --quiet -r "$here/requirements.txt"
 "$venv/bin/python" -m pip install --quiet --no-deps -e "$here"
+# The Object Detection API's generated protos (pipeline_pb2 ...), for the tests that parse a
+# rendered pipeline.config. --no-deps: its declared dependencies would pull a second TensorFlow.
+"$venv/bin/python" -m pip install --quiet --no-deps tensorflow-object-detection-api==0.1.1

