@@ -300,16 +300,16 @@ def build(args):
         "wheels": 0,
     }
     if args.target == "py36":
-        args.python36 = args.python36 or default_python36()
-        if not args.python36:
-            raise SystemExit(
-                "standins.py: --target py36 needs a Python 3.6 interpreter: none was found "
-                "(set FACEKIT_PY36 or PYTHON36, or pass --python36 PATH)"
-            )
         build_packages = defaults["training_host_conda_build_packages"]
         packages = args.package
         if packages is None:
             packages = defaults["training_host_conda_packages"]
+        args.python36 = args.python36 or default_python36()
+        if packages and not args.python36:
+            raise SystemExit(
+                "standins.py: the Python 3.6 wheelhouse needs a Python 3.6 interpreter: none "
+                "was found (set FACEKIT_PY36 or PYTHON36, or pass --python36 PATH)"
+            )
         built.update(python=args.python36, build_packages=build_packages, packages=packages)
         if packages:
             built["wheels"] = build_wheelhouse_native(
@@ -336,7 +336,7 @@ def role_vars(built, port, host):
         "training_host_models_repo": "%s/git/models.git" % base,
         "training_host_models_version": built["pinned"],
     }
-    if built.get("target") == "py36":
+    if built.get("target") == "py36" and built.get("python"):
         # The venv flavour of the role, with the 3.6 interpreter bind-mounted into the host.
         result["training_host_python"] = "venv"
         result["training_host_venv_python"] = built["python"]
