@@ -12,6 +12,9 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 # Code that runs on the training host (Python 3.6 + TensorFlow 1.7).
 PY36_CODE := src/facekit
+# Code that also runs on the Vision Kit (Python 3.5 on Raspbian Stretch images).
+PY35_CODE := src/facekit/__init__.py src/facekit/model/__init__.py src/facekit/model/errors.py \
+	src/facekit/model/bundle.py
 
 .PHONY: help test venv py36 lint pytest molecule lab lab-down bench clean
 
@@ -42,6 +45,7 @@ lint: venv
 	yamllint --strict .
 	ruff check src benchmarks molecule
 	vermin --no-tips --violations --eval-annotations -t=3.6- $(PY36_CODE)
+	vermin --no-tips --violations --eval-annotations -t=3.5- $(PY35_CODE)
 
 pytest: venv py36
 	pytest

@@ -1,0 +1,336 @@
+"""Model bundles: the training stage's hand-off to the deploy stage.
+
+A bundle is the directory ROOT/NAME/VERSION/ holding the files under fixed names
+(FILES) and manifest.json: the sha256 and size of every file, the labels, the anchor
+count, training steps and checkpoint, the dataset manifest's sha256 and counts, the
+pipeline config's sha256, and tool versions. Nothing time-dependent is recorded.
+
+VERSION is the first 12 hex digits of the sha256 of the manifest's content without
+its name and version (canonical JSON: sorted keys, no spaces). It covers every file's
+sha256 and everything else the manifest records, so the same inputs give the same
+version and re-running changes nothing, while another model, config, label list,
+step count or tool version gives a new one. verify_bundle recomputes it, so an edited
+manifest is caught as well as changed files.
+
+A bundle is written into a hidden temporary directory beside its target and renamed
+into place when complete. An existing bundle of the same version that verifies is
+left untouched; one that does not is replaced.
+
+This module runs on the Vision Kit too (verify before deploy): Python 3.5, standard
+library only (no f-strings, no variable annotations, no numpy or TensorFlow).
+"""
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import re
+import shutil
+
+import facekit
+from facekit.model.errors import BundleError
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+VERSION_DIGITS = 12
+
+GRAPH = "frozen_inference_graph.pb"
+COMPILED = "model.binaryproto"
+CONFIG = "pipeline.config"
+ANCHORS = "anchors.txt"
+LABELS = "labels.txt"
+FILES = (COMPILED, ANCHORS, LABELS, GRAPH, CONFIG)
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_CHUNK = 1 << 20
+
+
+def file_digest(path):
+    """(sha256 hex, size in bytes) of the file at `path`."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(_CHUNK)
+            if not block:
+                break
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
+
+
+def content_version(manifest):
+    """The version a manifest's content gives (its name and version left out)."""
+    content = dict((k, v) for k, v in manifest.items() if k not in ("name", "version"))
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:VERSION_DIGITS]
+
+
+def count_anchors(path):
+    """Number of rows of an anchors.txt, each 'ymin xmin ymax xmax'; BundleError if malformed."""
+    count = 0
+    with open(path, "r", encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            fields = line.split()
+            try:
+                values = [float(f) for f in fields]
+            except ValueError:
+                values = []
+            if len(values) != 4:
+                raise BundleError("{}:{}: expected 4 numbers (ymin xmin ymax xmax), got {!r}: "
+                                  "write it with `facekit model anchors CONFIG --output "
+                                  "anchors.txt`".format(path, lineno, line.rstrip("\n")))
+            count += 1
+    if not count:
+        raise BundleError("{}: no anchors in the file".format(path))
+    return count
+
+
+def read_labels(path):
+    """Labels of a labels.txt, one a line; BundleError on an empty file or a blank line."""
+    with open(path, "r", encoding="utf-8") as fh:
+        lines = fh.read().splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise BundleError("{}: no labels: write one class name a line, in class id order "
+                          "(id 1 first)".format(path))
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            raise BundleError("{}:{}: blank line: each line is the name of class id {}".format(
+                path, lineno, lineno))
+    return [line.strip() for line in lines]
+
+
+def dataset_summary(path):
+    """sha256, size and kept counts per split of a facekit dataset.json."""
+    sha256, size = file_digest(path)
+    summary = {"sha256": sha256, "bytes": size, "counts": None}
+    try:
+        with open(path, "r", encoding="utf-8") as fh:
+            doc = json.load(fh)
+        summary["counts"] = dict(
+            (split, {"images": entry["images"]["kept"], "faces": entry["faces"]["kept"]})
+            for split, entry in doc["splits"].items())
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        log.warning("%s: counts not recorded, not a facekit dataset.json (%s: %s)",
+                    path, type(exc).__name__, exc)
+    return summary
+
+
+def _check_inputs(name, sources, compiler_sha256, steps):
+    if not _NAME.match(name):
+        raise BundleError("bundle name {!r}: use letters, digits, '.', '_' and '-', starting "
+                          "with a letter or digit".format(name))
+    if compiler_sha256 is not None and not _SHA256.match(compiler_sha256):
+        raise BundleError("compiler sha256 {!r}: expected 64 lowercase hex digits".format(
+            compiler_sha256))
+    if steps is not None and steps < 0:
+        raise BundleError("training steps {}: must be >= 0".format(steps))
+    for target, source in sorted(sources.items()):
+        if not os.path.isfile(source):
+            raise BundleError("{}: no such file (given for {})".format(source, target))
+        if os.path.getsize(source) == 0:
+            raise BundleError("{}: empty file (given for {})".format(source, target))
+
+
+def build_manifest(name, sources, labels, anchors, *, training=None, dataset=None, tools=None,
+                   extra=None):
+    """The manifest for files `sources` ({bundle file name: source path}), version included."""
+    files = {}
+    for target in sorted(sources):
+        sha256, size = file_digest(sources[target])
+        files[target] = {"sha256": sha256, "bytes": size}
+    labels_text = "".join(label + "\n" for label in labels).encode("utf-8")
+    files[LABELS] = {"sha256": hashlib.sha256(labels_text).hexdigest(),
+                     "bytes": len(labels_text)}
+    manifest = {
+        "format": FORMAT,
+        "name": name,
+        "files": files,
+        "labels": list(labels),
+        "anchors": anchors,
+        "config_sha256": files[CONFIG]["sha256"],
+        "training": training or {"steps": None, "checkpoint": None},
+        "dataset": dataset,
+        "tools": tools or {},
+        "extra": extra or {},
+    }
+    manifest["version"] = content_version(manifest)
+    return manifest
+
+
+def _write_bundle(directory, sources, labels, manifest):
+    os.makedirs(directory)
+    for target, source in sorted(sources.items()):
+        shutil.copyfile(source, os.path.join(directory, target))
+    with open(os.path.join(directory, LABELS), "w", encoding="utf-8", newline="\n") as fh:
+        fh.write("".join(label + "\n" for label in labels))
+    with open(os.path.join(directory, MANIFEST), "w", encoding="utf-8", newline="\n") as fh:
+        json.dump(manifest, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    for entry in os.listdir(directory):
+        fd = os.open(os.path.join(directory, entry), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _remove(path):
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _move_into_place(tmp, target, old):
+    """Rename tmp to target (a broken target is moved aside first and removed after).
+
+    Returns False when another run put a verifying bundle there meanwhile.
+    """
+    replaced = os.path.exists(target)
+    if replaced:
+        os.rename(target, old)
+    try:
+        os.rename(tmp, target)
+    except OSError:
+        if replaced:
+            os.rename(old, target)
+        elif os.path.isdir(target) and verify_bundle(target)["ok"]:
+            # Same version = same content: an identical bundle won the race.
+            return False
+        raise
+    if replaced:
+        _remove(old)
+    return True
+
+
+def create_bundle(name, output_root, *, graph, compiled, config, anchors, labels=("face",),
+                  dataset_manifest=None, steps=None, checkpoint=None, models_version=None,
+                  compiler_sha256=None, tensorflow_version=None, extra=None):
+    """Create ROOT/NAME/VERSION/ (see the module docstring); returns a dict for the CLI.
+
+    labels: class names in id order (id 1 first), written as labels.txt.
+    Returns {"name", "version", "path", "created"}; created is False when an identical
+    bundle was already in place.
+    """
+    sources = {GRAPH: graph, COMPILED: compiled, CONFIG: config, ANCHORS: anchors}
+    _check_inputs(name, sources, compiler_sha256, steps)
+    labels = list(labels)
+    if not labels or not all(label.strip() and "\n" not in label for label in labels):
+        raise BundleError("labels {!r}: give one or more non-empty class names".format(labels))
+    tools = {"facekit": facekit.__version__, "python": platform.python_version(),
+             "tensorflow": tensorflow_version, "models_version": models_version,
+             "compiler_sha256": compiler_sha256}
+    manifest = build_manifest(
+        name, sources, labels, count_anchors(anchors),
+        training={"steps": steps, "checkpoint": checkpoint},
+        dataset=dataset_summary(dataset_manifest) if dataset_manifest else None,
+        tools=tools, extra=dict(extra or {}))
+    version = manifest["version"]
+    parent = os.path.join(output_root, name)
+    target = os.path.join(parent, version)
+    result = {"name": name, "version": version, "path": target, "created": False}
+    if os.path.exists(target):
+        check = verify_bundle(target)
+        if check["ok"] and check["version"] == version:
+            log.info("%s already holds this bundle and verifies: left untouched", target)
+            return result
+        log.warning("%s exists but does not verify (%s): replacing it", target,
+                    "; ".join(check["problems"]))
+    if not os.path.isdir(parent):
+        os.makedirs(parent)
+    tmp = os.path.join(parent, ".{}.tmp-{}".format(version, os.getpid()))
+    old = os.path.join(parent, ".{}.old-{}".format(version, os.getpid()))
+    _remove(tmp)
+    try:
+        _write_bundle(tmp, sources, labels, manifest)
+        problems = verify_bundle(tmp)["problems"]
+        if problems:
+            raise BundleError("the bundle written to {} does not verify: {}".format(
+                tmp, "; ".join(problems)))
+        if not _move_into_place(tmp, target, old):
+            return result
+    finally:
+        _remove(tmp)
+    result["created"] = True
+    return result
+
+
+def _load_manifest(path, problems):
+    try:
+        with open(path, "r", encoding="utf-8") as fh:
+            manifest = json.load(fh)
+    except (IOError, OSError) as exc:
+        problems.append("{}: cannot read: {}".format(MANIFEST, exc.strerror or exc))
+        return None
+    except ValueError as exc:
+        problems.append("{}: not valid JSON: {}".format(MANIFEST, exc))
+        return None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        problems.append("{}: no \"files\" mapping: not a facekit model manifest".format(MANIFEST))
+        return None
+    return manifest
+
+
+def _check_file(directory, filename, entry):
+    """(status, problem or None) of one file listed in the manifest."""
+    if os.sep in filename or filename in (".", "..") or filename == MANIFEST:
+        return "invalid", "{}: lists {!r}, which is not a plain file name".format(
+            MANIFEST, filename)
+    path = os.path.join(directory, filename)
+    if not os.path.isfile(path):
+        return "missing", "missing file {} (listed in {})".format(filename, MANIFEST)
+    if not isinstance(entry, dict):
+        return "invalid", "{}: the entry of {} is not an object".format(MANIFEST, filename)
+    sha256, size = file_digest(path)
+    if size != entry.get("bytes"):
+        return "changed", "{} has {} bytes, {} says {}".format(
+            filename, size, MANIFEST, entry.get("bytes"))
+    if sha256 != entry.get("sha256"):
+        return "changed", "{} has sha256 {}, {} says {}".format(
+            filename, sha256, MANIFEST, entry.get("sha256"))
+    return "ok", None
+
+
+def verify_bundle(directory):
+    """Recompute every file's sha256 and size against manifest.json.
+
+    Returns {"path", "ok", "name", "version", "problems": [...], "files": {name: status}}
+    with status ok, missing, changed, extra or invalid; BundleError if `directory` is
+    not a directory.
+    """
+    if not os.path.isdir(directory):
+        raise BundleError("{}: no such bundle directory".format(directory))
+    problems = []
+    manifest = _load_manifest(os.path.join(directory, MANIFEST), problems)
+    result = {"path": directory, "ok": False, "name": None, "version": None,
+              "problems": problems, "files": {}}
+    if manifest is None:
+        return result
+    result["name"], result["version"] = manifest.get("name"), manifest.get("version")
+    listed = manifest["files"]
+    for filename in sorted(listed):
+        status, problem = _check_file(directory, filename, listed[filename])
+        result["files"][filename] = status
+        if problem:
+            problems.append(problem)
+    for filename in FILES:
+        if filename not in listed:
+            problems.append("{} does not list {}, which every bundle holds".format(
+                MANIFEST, filename))
+    for entry in sorted(os.listdir(directory)):
+        if entry != MANIFEST and entry not in listed:
+            kind = "directory" if os.path.isdir(os.path.join(directory, entry)) else "file"
+            result["files"][entry] = "extra"
+            problems.append("extra {} {} (not in {})".format(kind, entry, MANIFEST))
+    expected = content_version(manifest)
+    if manifest.get("version") != expected:
+        problems.append("{}: version {} does not match its content ({}): the manifest was "
+                        "edited after the bundle was made".format(
+                            MANIFEST, manifest.get("version"), expected))
+    result["ok"] = not problems
+    return result

@@ -1,0 +1,257 @@
+"""`facekit model bundle` / `verify`: the training stage's hand-off, versioned by content."""
+
+import json
+import os
+import subprocess
+
+import graphs
+import pytest
+from helpers import REPO
+
+from facekit import cli
+from facekit.model import bundle
+from facekit.model.anchors import format_anchors, model_anchors
+from facekit.model.config import EMBEDDED_SSD_256
+from facekit.model.errors import BundleError
+
+PY37 = "/root/.pyenv/versions/3.7.16/bin/python3.7"
+
+DATASET_JSON = {
+    "format": 1,
+    "splits": {
+        "train": {"images": {"kept": 120, "total": 130}, "faces": {"kept": 300, "total": 420}},
+        "val": {"images": {"kept": 20, "total": 22}, "faces": {"kept": 41, "total": 60}},
+    },
+}
+
+
+class Inputs(object):
+    """The files a training run leaves behind, in tmp_path/inputs."""
+
+    def __init__(self, root):
+        self.dir = root / "inputs"
+        self.dir.mkdir()
+        self.graph = self.write("frozen_inference_graph.pb", b"\x0a\x05graph" * 50)
+        self.compiled = self.write("model.binaryproto", b"compiled by the bonnet" * 20)
+        self.config = self.write("pipeline.config", graphs.pipeline_config().encode("utf-8"))
+        self.anchors = self.write(
+            "anchors.txt", format_anchors(model_anchors(EMBEDDED_SSD_256)[0]).encode("ascii"))
+        self.dataset = self.write("dataset.json", json.dumps(DATASET_JSON).encode("utf-8"))
+        self.root = str(root / "artifacts" / "models")
+
+    def write(self, name, data):
+        path = self.dir / name
+        path.write_bytes(data)
+        return str(path)
+
+    def args(self, *extra):
+        return ["model", "bundle", "--name", "faces", "--output-root", self.root,
+                "--graph", self.graph, "--compiled", self.compiled, "--config", self.config,
+                "--anchors", self.anchors, "--dataset-manifest", self.dataset,
+                "--steps", "20", "--checkpoint", "train/model.ckpt-20",
+                "--models-version", "adfd5a3aca41638aa9fb297c5095f33d64446d8f",
+                "--compiler-sha256", "ab" * 32, "--tensorflow-version", "1.7.1"] + list(extra)
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    return Inputs(tmp_path)
+
+
+def run(capsys, args):
+    status = cli.main(args)
+    out, err = capsys.readouterr()
+    return status, out, [line for line in err.splitlines() if line.startswith("facekit: error:")]
+
+
+def make(capsys, inputs, *extra):
+    status, out, errors = run(capsys, inputs.args(*extra))
+    assert (status, errors) == (0, []), errors
+    return json.loads(out)
+
+
+def snapshot(directory):
+    return {name: os.stat(os.path.join(directory, name)).st_mtime_ns
+            for name in sorted(os.listdir(directory))}
+
+
+def manifest_of(result):
+    with open(os.path.join(result["path"], "manifest.json")) as fh:
+        return json.load(fh)
+
+
+def test_bundle_layout_and_manifest(inputs, capsys):
+    result = make(capsys, inputs)
+    assert result["created"] is True and result["name"] == "faces"
+    assert len(result["version"]) == 12
+    assert result["path"] == os.path.join(inputs.root, "faces", result["version"])
+    assert sorted(os.listdir(result["path"])) == [
+        "anchors.txt", "frozen_inference_graph.pb", "labels.txt", "manifest.json",
+        "model.binaryproto", "pipeline.config"]
+    with open(os.path.join(result["path"], "labels.txt")) as fh:
+        assert fh.read() == "face\n"
+    manifest = manifest_of(result)
+    assert manifest["version"] == result["version"]
+    assert manifest["files"]["model.binaryproto"] == {
+        "sha256": bundle.file_digest(inputs.compiled)[0],
+        "bytes": os.path.getsize(inputs.compiled)}
+    assert manifest["config_sha256"] == bundle.file_digest(inputs.config)[0]
+    assert manifest["training"] == {"steps": 20, "checkpoint": "train/model.ckpt-20"}
+    assert manifest["dataset"]["sha256"] == bundle.file_digest(inputs.dataset)[0]
+    assert manifest["dataset"]["counts"] == {"train": {"images": 120, "faces": 300},
+                                             "val": {"images": 20, "faces": 41}}
+    assert manifest["anchors"] == 1278 and manifest["labels"] == ["face"]
+    assert manifest["tools"]["tensorflow"] == "1.7.1"
+    assert manifest["tools"]["compiler_sha256"] == "ab" * 32
+    assert manifest["tools"]["models_version"].startswith("adfd5a3")
+    # Nothing of the temporary directory is left beside the bundle.
+    assert os.listdir(os.path.join(inputs.root, "faces")) == [result["version"]]
+
+
+def test_same_inputs_same_version_and_nothing_touched(inputs, capsys):
+    first = make(capsys, inputs)
+    before = snapshot(first["path"])
+    dir_mtime = os.stat(first["path"]).st_mtime_ns
+    second = make(capsys, inputs)
+    assert second == dict(first, created=False)
+    assert snapshot(second["path"]) == before
+    assert os.stat(second["path"]).st_mtime_ns == dir_mtime
+
+
+def test_other_content_other_version(inputs, capsys):
+    first = make(capsys, inputs)
+    with open(inputs.compiled, "ab") as fh:
+        fh.write(b"!")
+    other_model = make(capsys, inputs)
+    other_steps = make(capsys, inputs, "--steps", "21")
+    versions = {first["version"], other_model["version"], other_steps["version"]}
+    assert len(versions) == 3
+    assert all(r["created"] for r in (other_model, other_steps))
+    assert sorted(os.listdir(os.path.join(inputs.root, "faces"))) == sorted(versions)
+
+
+def test_verify_passes_then_names_each_problem(inputs, capsys):
+    path = make(capsys, inputs)["path"]
+    status, out, errors = run(capsys, ["model", "verify", path])
+    assert (status, errors) == (0, [])
+    assert out.startswith("ok: {}: bundle faces version".format(path))
+
+    compiled = os.path.join(path, "model.binaryproto")
+    with open(compiled, "r+b") as fh:
+        first = fh.read(1)
+        fh.seek(0)
+        fh.write(bytes([first[0] ^ 1]))
+    os.remove(os.path.join(path, "anchors.txt"))
+    with open(os.path.join(path, "notes.txt"), "w") as fh:
+        fh.write("left here by hand\n")
+    status, out, errors = run(capsys, ["model", "verify", path, "--json"])
+    result = json.loads(out)
+    assert status == 1 and result["ok"] is False
+    prefix = "facekit: error: {}: ".format(path)
+    assert errors == [prefix + p for p in result["problems"]]
+    assert result["problems"] == [
+        "missing file anchors.txt (listed in manifest.json)",
+        "model.binaryproto has sha256 {}, manifest.json says {}".format(
+            bundle.file_digest(compiled)[0], bundle.file_digest(inputs.compiled)[0]),
+        "extra file notes.txt (not in manifest.json)",
+    ]
+    assert result["files"]["anchors.txt"] == "missing"
+    assert result["files"]["model.binaryproto"] == "changed"
+    assert result["files"]["labels.txt"] == "ok"
+
+
+def test_verify_catches_a_changed_size_and_an_edited_manifest(inputs, capsys):
+    path = make(capsys, inputs)["path"]
+    with open(os.path.join(path, "labels.txt"), "a") as fh:
+        fh.write("person\n")
+    manifest_path = os.path.join(path, "manifest.json")
+    with open(manifest_path) as fh:
+        manifest = json.load(fh)
+    manifest["training"]["steps"] = 200000
+    with open(manifest_path, "w") as fh:
+        json.dump(manifest, fh)
+    result = bundle.verify_bundle(path)
+    assert result["problems"][0] == "labels.txt has 12 bytes, manifest.json says 5"
+    assert result["problems"][1].startswith("manifest.json: version {} does not match its "
+                                            "content".format(manifest["version"]))
+    os.remove(manifest_path)
+    assert bundle.verify_bundle(path)["problems"][0].startswith("manifest.json: cannot read")
+    with pytest.raises(BundleError, match="no such bundle directory"):
+        bundle.verify_bundle(os.path.join(path, "absent"))
+
+
+def test_a_broken_bundle_of_the_same_version_is_replaced(inputs, capsys):
+    first = make(capsys, inputs)
+    os.remove(os.path.join(first["path"], "model.binaryproto"))
+    again = make(capsys, inputs)
+    assert again == dict(first, created=True)
+    assert bundle.verify_bundle(first["path"])["ok"]
+    assert os.listdir(os.path.join(inputs.root, "faces")) == [first["version"]]
+
+
+def test_labels_from_a_file_or_a_label_map(inputs, capsys, tmp_path):
+    label_map = tmp_path / "label_map.pbtxt"
+    label_map.write_text("# two classes\nitem {\n  id: 2\n  name: 'person'\n}\n"
+                         "item { id: 1 name: \"face\" display_name: 'Face' }\n")
+    result = make(capsys, inputs, "--labels-from", str(label_map))
+    with open(os.path.join(result["path"], "labels.txt")) as fh:
+        assert fh.read() == "Face\nperson\n"
+    labels = tmp_path / "labels.txt"
+    labels.write_text("face\nperson\n\n")
+    assert manifest_of(make(capsys, inputs, "--labels", str(labels)))["labels"] == [
+        "face", "person"]
+
+    label_map.write_text("item {\n  id: 2\n  name: 'person'\n}\n")
+    status, _, errors = run(capsys, inputs.args("--labels-from", str(label_map)))
+    assert status == 1 and "ids are [2]: they must be 1..1" in errors[0]
+    label_map.write_text("item {\n  id: 1\n  name: 'face'\n  frequency: FREQUENT\n}\n")
+    status, _, errors = run(capsys, inputs.args("--labels-from", str(label_map)))
+    assert status == 1 and "{}:4: field 'frequency' is not read here".format(label_map) \
+        in errors[0]
+    labels.write_text("face\n\nperson\n")
+    status, _, errors = run(capsys, inputs.args("--labels", str(labels)))
+    assert status == 1 and "{}:2: blank line".format(labels) in errors[0]
+
+
+def test_bad_inputs_are_refused_before_anything_is_written(inputs, capsys):
+    with open(inputs.anchors, "a") as fh:
+        fh.write("0.1 0.2 0.3\n")
+    status, _, errors = run(capsys, inputs.args())
+    assert status == 1
+    assert errors == ["facekit: error: {}:1279: expected 4 numbers (ymin xmin ymax xmax), got "
+                      "'0.1 0.2 0.3': write it with `facekit model anchors CONFIG --output "
+                      "anchors.txt`".format(inputs.anchors)]
+    for extra, message in ((["--name", "../x"], "bundle name '../x'"),
+                           (["--compiler-sha256", "XYZ"], "expected 64 lowercase hex digits"),
+                           (["--graph", inputs.dir / "none.pb"], "none.pb: no such file")):
+        status, _, errors = run(capsys, inputs.args(*[str(e) for e in extra]))
+        assert status == 1 and message in errors[0], errors
+    assert not os.path.exists(inputs.root)
+    with pytest.raises(SystemExit):
+        cli.main(inputs.args("--extra", "no-equals-sign"))
+    assert "expected key=value" in capsys.readouterr().err
+
+
+def test_extra_values_are_recorded(inputs, capsys):
+    manifest = manifest_of(make(capsys, inputs, "--extra", "run=lab", "--extra", "note=a=b"))
+    assert manifest["extra"] == {"run": "lab", "note": "a=b"}
+
+
+@pytest.mark.skipif(not os.path.exists(PY37), reason="no Python 3.7 at " + PY37)
+def test_verify_runs_on_the_vision_kits_python(inputs, capsys):
+    """bundle.py and what it imports run on the kit: vermin checks 3.5, this runs 3.7."""
+    path = make(capsys, inputs)["path"]
+    code = ("import json, sys; from facekit.model.bundle import verify_bundle; "
+            "print(json.dumps(verify_bundle(sys.argv[1])))")
+    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "src"))
+    result = subprocess.run([PY37, "-c", code, path], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True, env=env,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == bundle.verify_bundle(path)
+    check = subprocess.run(
+        [PY37, "-c", "import sys, facekit.model.bundle; "
+                     "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+                     "('numpy', 'tensorflow', 'google')))"],
+        stdout=subprocess.PIPE, universal_newlines=True, env=env, check=True)
+    assert check.stdout.strip() == "[]"
