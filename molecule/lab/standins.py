@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Test stand-ins for roles/training_host: local copies of what the role downloads.
+"""Test stand-ins for what the training-side roles download: local copies, served on loopback.
 
 The lab (and CI) cannot reach GitHub, so this builds, from packages PyPI serves:
 
@@ -11,7 +11,10 @@ The lab (and CI) cannot reach GitHub, so this builds, from packages PyPI serves:
 * a git repository shaped like tensorflow/models holding a real 2018 snapshot of the Object
   Detection API and slim, assembled from PyPI packages and edited for TensorFlow 1.7
   (models_standin.py), with two commits, the first tagged `standin-v1`; served bare over
-  git's dumb HTTP protocol.
+  git's dumb HTTP protocol;
+* the three WIDER FACE archives as a generated sample with drawn faces (widerface_sample.py),
+  and a held-out set with ground truth for measuring a trained model;
+* the Vision Bonnet compiler tgz with a stand-in compiler (bonnet_compiler_standin.py),
 
 and serves them from one loopback HTTP server. It prints the role variables that
 point at the stand-ins (JSON, which is also YAML: usable with `ansible-playbook -e @file`).
@@ -46,7 +49,9 @@ import zipfile
 import yaml  # PyYAML comes with ansible in the controller venv
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import models_standin  # noqa: E402  (next to this file, not an installed package)
+import bonnet_compiler_standin  # noqa: E402  (next to this file, not an installed package)
+import models_standin  # noqa: E402
+import widerface_sample  # noqa: E402
 
 LOG = logging.getLogger("standins")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -291,7 +296,16 @@ def build(args):
             "training_host_models_version." % (pinned, PINNED_COMMIT)
         )
     defaults = role_defaults()
+    sample = widerface_sample.build(
+        os.path.join(www, "widerface"), train=args.sample_train, val=args.sample_val,
+        heldout=args.sample_heldout, seed=args.sample_seed)
+    compiler_name, compiler_sha = bonnet_compiler_standin.make_tgz(os.path.join(www, "compiler"))
     built = {
+        "widerface": {name: entry["sha256"] for name, entry in sample["archives"].items()},
+        "widerface_counts": sample["counts"],
+        "heldout": sample["heldout"],
+        "compiler": compiler_name,
+        "compiler_sha256": compiler_sha,
         "target": args.target,
         "pinned": pinned,
         "head": head,
@@ -336,6 +350,15 @@ def role_vars(built, port, host):
         "training_host_models_repo": "%s/git/models.git" % base,
         "training_host_models_version": built["pinned"],
     }
+    if "widerface" in built:
+        result["widerface_dataset_mirrors"] = ["%s/widerface/" % base]
+        result["widerface_dataset_archives"] = [
+            {"name": name, "checksum": "sha256:" + sha}
+            for name, sha in sorted(built["widerface"].items())
+        ]
+    if "compiler" in built:
+        result["detector_training_compiler_url"] = "%s/compiler/%s" % (base, built["compiler"])
+        result["detector_training_compiler_sha256"] = built["compiler_sha256"]
     if built.get("target") == "py36" and built.get("python"):
         # The venv flavour of the role, with the 3.6 interpreter bind-mounted into the host.
         result["training_host_python"] = "venv"
@@ -550,6 +573,13 @@ def main(argv=None):
         default="2.36",
         help="with --target modern: glibc of the target (highest manylinux tag accepted)",
     )
+    srv.add_argument("--sample-train", type=int, default=300,
+                     help="images of the generated WIDER_train.zip (default 300)")
+    srv.add_argument("--sample-val", type=int, default=60,
+                     help="images of the generated WIDER_val.zip (default 60)")
+    srv.add_argument("--sample-heldout", type=int, default=50,
+                     help="held-out images with ground truth, for measuring a model (default 50)")
+    srv.add_argument("--sample-seed", type=int, default=0, help="seed of the generated sample")
     srv.add_argument(
         "--check-pin",
         action="store_true",

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""The summary `make lab` prints after site.yml: where the bundle is, what it holds, what ran
+for real in the lab, and which stand-ins served what this machine cannot reach.
+
+    summary.py --standins .cache/lab/standins [--artifacts artifacts/models] [--seconds N]
+
+Reads the role variables standins.py wrote (role_vars.json, server.json) and the bundle the
+training stage fetched (artifacts/models/<name>/current.json and its manifest.json).
+"""
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+
+
+def _load(path):
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def _duration(seconds):
+    minutes, seconds = divmod(int(seconds), 60)
+    return "{}m{:02d}s".format(minutes, seconds) if minutes else "{}s".format(seconds)
+
+
+def bundle_lines(artifacts):
+    lines = []
+    for current_file in sorted(glob.glob(os.path.join(artifacts, "*", "current.json"))):
+        current = _load(current_file)
+        if not current:
+            continue
+        bundle = os.path.join(os.path.dirname(current_file), current["version"])
+        manifest = _load(os.path.join(bundle, "manifest.json")) or {}
+        files = manifest.get("files", {})
+        lines.append("bundle {} {}: {}".format(
+            current["name"], current["version"], os.path.relpath(bundle, REPO)))
+        lines.append("  trained {} steps; {} files, sha256 of each in manifest.json".format(
+            current.get("steps"), len(files)))
+        for name in sorted(files):
+            lines.append("    {:28s} {:>10,d} bytes  {}".format(
+                name, files[name].get("bytes", 0), files[name].get("sha256", "")[:16]))
+        tools = manifest.get("tools", {})
+        if tools:
+            lines.append("  tools: " + ", ".join(
+                "{} {}".format(k, tools[k]) for k in sorted(tools) if tools[k]))
+    return lines or ["no bundle under {}: the training stage has not finished (run make lab "
+                     "again to pick it up)".format(os.path.relpath(artifacts, REPO))]
+
+
+def real_lines(role_vars):
+    python = role_vars.get("training_host_venv_python", "Python 3.6")
+    packages = role_vars.get("training_host_venv_packages", [])
+    tf = next((p for p in packages if p.lower().startswith("tensorflow==")), "tensorflow")
+    return [
+        "ran for real:",
+        "  provision  Debian 12 container; venv from {} with the role's conda pins ({}, {} "
+        "packages) from a wheelhouse; protoc {}; the models checkout at its pin, protos "
+        "compiled, model_builder_test.py".format(
+            python, tf, len(packages), role_vars.get("training_host_protoc_version", "?")),
+        "  dataset    download with checksums, unzip, facekit dataset convert (train, val)",
+        "  training   the Object Detection API's own trainer as a systemd unit, "
+        "export_inference_graph.py, facekit model check / anchors / bundle, fetch + verify",
+    ]
+
+
+def standin_lines(role_vars, built):
+    counts = (built or {}).get("widerface_counts", {})
+    sample = ", ".join("{} {} images".format(split, counts[split].get("images", "?"))
+                       for split in ("train", "val") if split in counts)
+    return [
+        "stand-ins (this machine cannot reach the real ones):",
+        "  Anaconda installer       -> this machine's Python 3.6, bind-mounted, as the venv "
+        "flavour's interpreter",
+        "  PyPI for the host        -> a wheelhouse of the same pins: {}".format(
+            ", ".join(role_vars.get("training_host_pip_find_links", [])) or "-"),
+        "  protoc release (GitHub)  -> {}".format(role_vars.get("training_host_protoc_url", "-")),
+        "  tensorflow/models        -> {} at {} (the 2018 Object Detection API snapshot from "
+        "PyPI + slim, TF 1.7 edits)".format(role_vars.get("training_host_models_repo", "-"),
+                                            role_vars.get("training_host_models_version", "-")),
+        "  WIDER FACE archives      -> a generated sample with drawn faces ({}) at {}".format(
+            sample or "?", ", ".join(role_vars.get("widerface_dataset_mirrors", [])) or "-"),
+        "  Bonnet compiler (Google) -> molecule/lab/bonnet_compiler_standin.py at {}: checks "
+        "the arguments and the graph, writes a file that names the graph".format(
+            role_vars.get("detector_training_compiler_url", "-")),
+    ]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--standins", required=True,
+                        help="standins.py's --dir (role_vars.json, server.json)")
+    parser.add_argument("--artifacts", default=os.path.join(REPO, "artifacts", "models"),
+                        help="where the training stage fetches bundles (default: artifacts/models)")
+    parser.add_argument("--seconds", type=int, help="how long site.yml took")
+    args = parser.parse_args(argv)
+    role_vars = _load(os.path.join(args.standins, "role_vars.json")) or {}
+    server = _load(os.path.join(args.standins, "server.json")) or {}
+    lines = ["", "== facekit lab" + (": site.yml took {}".format(_duration(args.seconds))
+                                     if args.seconds is not None else "") + " =="]
+    lines += bundle_lines(args.artifacts)
+    lines += real_lines(role_vars)
+    lines += standin_lines(role_vars, server.get("built"))
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
