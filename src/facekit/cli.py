@@ -6,6 +6,7 @@ import logging
 import sys
 
 import facekit
+from facekit.dataset import interrupts
 from facekit.dataset.errors import DatasetError
 from facekit.dataset.filters import FilterConfig
 from facekit.model.errors import ModelError
@@ -30,7 +31,9 @@ the seed tutorial's steps, one at a time (same TFRecords as convert):
   facekit dataset to-tfrecord --csv data/val_labels.csv --images WIDER_val/images \\
       --output-dir data --split val
 
-exit status: 0 success, 1 bad input (the message names the file and line), 2 usage error.
+exit status: 0 success, 1 bad input (the message names the file and line), 2 usage error,
+130 / 143 / 129 stopped by Ctrl-C / SIGTERM / SIGHUP (temporary files removed, earlier
+outputs unchanged; a later run also removes what a SIGKILLed run left behind).
 """
 
 _SHARDS_HELP = (
@@ -89,6 +92,14 @@ def _add_image_flags(parser, strict_what="a missing or corrupt image"):
         help="no progress bar (on a terminal) or periodic progress log lines (otherwise)")
 
 
+def _source(text):
+    name, sep, checksum = text.partition("=")
+    if not sep or not name or not checksum:
+        raise argparse.ArgumentTypeError(
+            "expected NAME=CHECKSUM (e.g. WIDER_val.zip=sha256:...), got {!r}".format(text))
+    return name, checksum
+
+
 def _filters(args):
     return FilterConfig(max_blur=args.max_blur, min_size=args.min_size,
                         keep_invalid=args.keep_invalid, keep_empty=args.keep_empty)
@@ -129,7 +140,7 @@ def _cmd_convert(args):
     entry = convert(args.annotations, args.images, args.output_dir, split=args.split,
                     config=_filters(args), shards=args.shards, workers=args.workers,
                     strict=args.strict, voc=not args.no_voc, csv=not args.no_csv,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, sources=dict(args.source or []))
     _print_counts(entry["split"], entry)
     _print_outputs(args.output_dir, entry)
     return 0
@@ -519,6 +530,11 @@ def build_parser():
                          help="do not write the <split>_voc/ XML tree")
     convert_cmd.add_argument("--no-csv", action="store_true",
                          help="do not write <split>_labels.csv")
+    convert_cmd.add_argument(
+        "--source", action="append", type=_source, metavar="NAME=CHECKSUM",
+        help="record a source archive and its checksum (e.g. WIDER_val.zip=sha256:f9ef...) "
+             "under inputs.sources in dataset.json; repeatable. The dataset stage passes the "
+             "archives it downloaded, and converts again only when they change")
     _add_filter_flags(convert_cmd)
     _add_image_flags(convert_cmd)
     convert_cmd.set_defaults(func=_cmd_convert)
@@ -588,12 +604,17 @@ def _configure_logging(args):
 
 
 def main(argv=None):
-    """Entry point; returns the exit status (0 ok, 1 bad input, 2 usage)."""
+    """Entry point; returns the exit status (0 ok, 1 bad input, 2 usage, 128 + signal)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args)
     try:
-        return args.func(args)
+        if args.group != "dataset":
+            return args.func(args)
+        # SIGTERM (systemd, `timeout`, Ansible) and SIGHUP take Ctrl-C's path below, at
+        # the points where the dataset commands check for them (interrupts.check).
+        with interrupts.stop_signals():
+            return args.func(args)
     except (DatasetError, ModelError) as exc:
         sys.stderr.write("facekit: error: {}\n".format(exc))
         return 1
@@ -603,9 +624,10 @@ def main(argv=None):
         sys.stderr.write("facekit: error: cannot use{}: {}\n".format(
             where, exc.strerror or exc))
         return 1
-    except KeyboardInterrupt:
-        sys.stderr.write("facekit: interrupted; no partial output was kept\n")
-        return 130
+    except KeyboardInterrupt as exc:
+        sys.stderr.write("facekit: stopped by {}; no partial output was kept\n".format(
+            interrupts.signal_name(exc)))
+        return interrupts.exit_status(exc)
 
 
 if __name__ == "__main__":

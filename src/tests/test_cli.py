@@ -1,6 +1,7 @@
 """`facekit dataset ...`: help texts, exit codes, one-line errors, the printed summary."""
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -128,3 +129,25 @@ def test_step_commands(wider, tmp_path, capsys):
     assert "wrote 3 VOC XML files" in printed
     assert "4 rows (4 boxes) from 3 XML files" in printed
     assert "wrote 3 record(s) in 1 shard(s)" in printed
+
+
+def test_convert_records_the_source_archives(wider, tmp_path):
+    out = tmp_path / "out"
+    code = cli.main(["dataset", "convert", "--annotations", str(wider.annotations),
+                     "--images", str(wider.images), "--output-dir", str(out), "--no-progress",
+                     "--source", "WIDER_val.zip=sha256:" + "a" * 64,
+                     "--source", "wider_face_split.zip=md5:" + "b" * 32])
+    assert code == 0
+    manifest = json.loads((out / "dataset.json").read_text())
+    (entry,) = manifest["splits"].values()
+    assert entry["inputs"]["sources"] == {"WIDER_val.zip": "sha256:" + "a" * 64,
+                                          "wider_face_split.zip": "md5:" + "b" * 32}
+
+
+def test_convert_refuses_a_source_without_a_checksum(wider, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["dataset", "convert", "--annotations", str(wider.annotations),
+                  "--images", str(wider.images), "--output-dir", str(tmp_path / "o"),
+                  "--source", "WIDER_val.zip"])
+    assert stop.value.code == 2
+    assert "NAME=CHECKSUM" in capsys.readouterr().err

@@ -16,9 +16,10 @@ import logging
 import os
 
 from facekit.dataset import filters as flt
-from facekit.dataset import pipeline
+from facekit.dataset import interrupts, pipeline
 from facekit.dataset.csvfile import CsvWriter
 from facekit.dataset.labelmap import write_label_map
+from facekit.dataset.lock import claim_output
 from facekit.dataset.manifest import ImageDigest, split_entry, update_manifest
 from facekit.dataset.tfrecord import ShardedWriter, shard_glob
 from facekit.dataset.voc import CLASS_NAME, VocWriter
@@ -46,18 +47,34 @@ def annotation_input(annotations, digest):
             "bytes": os.path.getsize(str(annotations))}
 
 
+def abort_all(writers):
+    """Remove the writers' temporaries; a stop signal meanwhile waits until they are gone."""
+    with interrupts.deferred():
+        for writer in writers:
+            writer.abort()
+
+
 def convert(annotations, images_dir, output_dir, *, split=None, config=flt.DEFAULT_FILTERS,
-            shards=1, workers=1, strict=False, voc=True, csv=True, progress=True):
+            shards=1, workers=1, strict=False, voc=True, csv=True, progress=True,
+            sources=None):
     """Convert one WIDER FACE split; return its dataset.json entry (counts, inputs, outputs).
 
     annotations: wider_face_<split>_bbx_gt.txt; images_dir: the folder holding the
-    event folders (WIDER_<split>/images). Raises AnnotationError for a malformed
-    annotation file and ImageError for a bad image under `strict`.
+    event folders (WIDER_<split>/images). sources: {archive name: checksum} recorded as
+    inputs.sources (what the dataset stage downloaded). Raises AnnotationError for a malformed
+    annotation file, ImageError for a bad image under `strict` and DatasetError
+    while another run writes the same split into output_dir.
     """
     split = split or pipeline.split_from_name(annotations)
     output_dir = str(output_dir)
-    if not os.path.isdir(output_dir):
-        os.makedirs(output_dir)
+    with claim_output(output_dir, split, "split {} into {}".format(split, output_dir)):
+        return _convert(annotations, images_dir, output_dir, split=split, config=config,
+                        shards=shards, workers=workers, strict=strict, voc=voc, csv=csv,
+                        progress=progress, sources=sources)
+
+
+def _convert(annotations, images_dir, output_dir, *, split, config, shards, workers, strict, voc,
+             csv, progress, sources):
     stats = pipeline.new_stats()
     annotation_digest = hashlib.sha256()
     image_digest = ImageDigest()
@@ -85,29 +102,38 @@ def convert(annotations, images_dir, output_dir, *, split=None, config=flt.DEFAU
             if voc_writer is not None:
                 voc_writer.add(image.path, info, boxes)
         pipeline.check_totals(stats)
-        if voc_writer is not None:
-            # Before anything is renamed into place: a failed XML write must leave the
-            # previous complete output as it was.
-            voc_writer.wait()
-    except BaseException:
+        # Every file closed and on disk before anything is renamed into place: a failed
+        # write (or a stop signal) up to here leaves the previous complete output as it was.
         for writer in writers:
-            writer.abort()
+            writer.finish()
+        interrupts.check()
+    except BaseException:
+        abort_all(writers)
         raise
 
-    outputs = {"tfrecord": shard_entries(records.commit(), split, shards),
-               "label_map": "label_map.pbtxt"}
-    if csv_writer is not None:
-        csv_writer.commit()
-        outputs["csv"] = {"name": csv_name, "rows": csv_writer.rows}
-    if voc_writer is not None:
-        voc_writer.commit()
-        outputs["voc"] = {"dir": voc_name, "annotations": voc_writer.count}
-    write_label_map(os.path.join(output_dir, "label_map.pbtxt"))
-    inputs = {"annotations": annotation_input(annotations, annotation_digest),
-              "images": image_digest.as_dict(images_dir)}
-    entry = split_entry("convert", split, inputs=inputs, filters=config, stats=stats,
-                        outputs=outputs, tf=records.tf)
-    update_manifest(output_dir, split, entry)
+    # Renames only from here on: a stop signal waits until every output and the
+    # dataset.json describing them are in place, so they always belong to one run.
+    with interrupts.deferred():
+        try:
+            outputs = {"tfrecord": shard_entries(records.commit(), split, shards),
+                       "label_map": "label_map.pbtxt"}
+            if csv_writer is not None:
+                csv_writer.commit()
+                outputs["csv"] = {"name": csv_name, "rows": csv_writer.rows}
+            if voc_writer is not None:
+                voc_writer.commit()
+                outputs["voc"] = {"dir": voc_name, "annotations": voc_writer.count}
+        except BaseException:
+            abort_all(writers)  # a failed rename: the temporaries not yet renamed
+            raise
+        write_label_map(os.path.join(output_dir, "label_map.pbtxt"))
+        inputs = {"annotations": annotation_input(annotations, annotation_digest),
+                  "images": image_digest.as_dict(images_dir)}
+        if sources:
+            inputs["sources"] = dict(sources)
+        entry = split_entry("convert", split, inputs=inputs, filters=config, stats=stats,
+                            outputs=outputs, tf=records.tf)
+        update_manifest(output_dir, split, entry)
     return entry
 
 

@@ -28,6 +28,7 @@ class CsvWriter(object):
         self._rows = []
         self._header = True
         self.rows = 0
+        self._finished = False
 
     def add(self, relpath, width, height, objects):
         """objects: [(class, xmin, ymin, xmax, ymax)]; none writes the negative-example row."""
@@ -46,11 +47,17 @@ class CsvWriter(object):
             self._rows = []
             self._header = False
 
+    def finish(self):
+        """Write the last rows and flush the file to disk; abort() can still undo it."""
+        if not self._finished:
+            self._flush()
+            self._fh.flush()
+            files.fsync_file(self.tmp)
+            self._fh.close()
+            self._finished = True
+
     def commit(self):
-        self._flush()
-        self._fh.flush()
-        files.fsync_file(self.tmp)
-        self._fh.close()
+        self.finish()
         files.commit(self.tmp, self.path)
 
     def abort(self):

@@ -1,22 +1,34 @@
 """Write-to-temp-then-rename helpers, so an interrupted run never leaves a complete-looking file.
 
 Temporary names start with a dot and end in `.tmp-<pid>`: no glob such as
-`train.record-*` in a pipeline config can pick one up.
+`train.record-*` in a pipeline config can pick one up, and the pid tells a later
+run whether the process that wrote one still runs (remove_stale_temporaries).
 """
 
 import contextlib
 import hashlib
 import logging
 import os
+import re
 import shutil
 
 log = logging.getLogger(__name__)
+
+# `.<name>.tmp-<pid>`, and `.<name>.tmp-<pid>.old`: a replaced output directory on its
+# way out (commit()).
+_TEMP_RE = re.compile(r"^\..+\.tmp-(?P<pid>[0-9]+)(\.old)?$")
+
+# Temporaries this process named and has not committed or discarded yet. After an
+# interrupt the CLI removes whatever is left here (interrupts.stop_signals).
+_unfinished = set()
 
 
 def temp_path(path):
     """The hidden temporary name `path` is written under before the final rename."""
     head, tail = os.path.split(path)
-    return os.path.join(head, ".{}.tmp-{}".format(tail, os.getpid()))
+    tmp = os.path.join(head, ".{}.tmp-{}".format(tail, os.getpid()))
+    _unfinished.add(tmp)
+    return tmp
 
 
 def fsync_file(path):
@@ -55,13 +67,20 @@ def commit(tmp, path):
     if os.path.isdir(tmp):
         old = None
         if os.path.isdir(path):
-            old = temp_path(path) + ".old"
+            old = tmp + ".old"
             os.rename(path, old)
-        os.rename(tmp, path)
+        try:
+            os.rename(tmp, path)
+        except BaseException:
+            if old is not None:
+                os.rename(old, path)
+            raise
+        _unfinished.discard(tmp)
         if old is not None:
             shutil.rmtree(old)
     else:
         os.replace(tmp, path)
+        _unfinished.discard(tmp)
 
 
 def discard(tmp):
@@ -71,6 +90,66 @@ def discard(tmp):
     else:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+    _unfinished.discard(tmp)
+
+
+def discard_unfinished():
+    """Remove every temporary this process named and did not commit or discard."""
+    for tmp in sorted(_unfinished):
+        discard(tmp)
+
+
+def pid_alive(pid):
+    """Whether process `pid` exists and is not a zombie (an exited, unreaped child)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: it exists
+    try:
+        with open("/proc/{}/stat".format(pid), "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return True  # no /proc (not Linux): existing is all we can tell
+    # "pid (command) state ...": the command may itself hold spaces or parentheses.
+    return stat[stat.rfind(b")") + 2:][:1] != b"Z"
+
+
+def remove_stale_temporaries(directory):
+    """Remove the temporaries in `directory` that processes no longer running left behind.
+
+    A run stopped by SIGKILL (or a power cut) cannot clean up; its hidden
+    `.<name>.tmp-<pid>` files (hundreds of MB for a large split) would stay forever.
+    Temporaries whose pid still runs belong to a run in progress and are kept, so are
+    this process's own. A pid reused by an unrelated process only delays the removal
+    to a later run; pids of another host or container sharing the directory look dead
+    from here, which is one reason runs also take an output lock (lock.py).
+    Returns the number of entries removed.
+    """
+    try:
+        entries = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return 0
+    by_pid = {}
+    for entry in entries:
+        match = _TEMP_RE.match(entry)
+        if match is None:
+            continue
+        pid = int(match.group("pid"))
+        if pid == os.getpid() or pid_alive(pid):
+            continue
+        by_pid.setdefault(pid, []).append(entry)
+    removed = 0
+    for pid, names in sorted(by_pid.items()):
+        for name in names:
+            discard(os.path.join(directory, name))
+        removed += len(names)
+        log.warning("removed %d stale temporary files of an interrupted run (pid %d) from %s: "
+                    "%s", len(names), pid, directory, ", ".join(names))
+    return removed
 
 
 @contextlib.contextmanager
@@ -85,7 +164,7 @@ def atomic_open(path, mode="w", **kwargs):
     except BaseException:
         discard(tmp)
         raise
-    os.replace(tmp, path)
+    commit(tmp, path)
 
 
 def sha256_file(path, chunk=1 << 20):

@@ -10,6 +10,7 @@ import re
 import sys
 
 from facekit.dataset import filters as flt
+from facekit.dataset import interrupts
 from facekit.dataset.errors import DatasetError, ImageError
 from facekit.dataset.images import ImageProblem, attach_bytes, inspect_job
 from facekit.dataset.parallel import ordered_map
@@ -65,6 +66,7 @@ def kept_images(annotations, images_dir, config, stats, *, workers=1, strict=Fal
 
     def candidates():
         for image in parse_annotations(annotations, annotation_digest):
+            interrupts.check()
             stats["images"]["total"] += 1
             stats["faces"]["total"] += len(image.faces)
             kept = flt.filter_annotation(image.faces, config, faces_dropped)
@@ -84,6 +86,7 @@ def kept_images(annotations, images_dir, config, stats, *, workers=1, strict=Fal
         inspect_job, candidates(), lambda c: (images_dir, c[0].path, inline_bytes), workers)
     try:
         for (image, kept), info in track(results, label, total, enabled=progress):
+            interrupts.check()
             if keep_bytes and not isinstance(info, ImageProblem) and info.data is None:
                 info = attach_bytes(images_dir, info)  # noqa: PLW2901
             if isinstance(info, ImageProblem):

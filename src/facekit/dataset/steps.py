@@ -14,13 +14,14 @@ import logging
 import os
 
 from facekit.dataset import filters as flt
-from facekit.dataset import pipeline
-from facekit.dataset.convert import annotation_input, shard_entries
+from facekit.dataset import interrupts, pipeline
+from facekit.dataset.convert import abort_all, annotation_input, shard_entries
 from facekit.dataset.csvfile import CsvWriter, read_images
 from facekit.dataset.errors import AnnotationError, DatasetError
 from facekit.dataset.files import sha256_file
 from facekit.dataset.images import ImageProblem, attach_bytes, inspect_job
 from facekit.dataset.labelmap import write_label_map
+from facekit.dataset.lock import claim_output
 from facekit.dataset.manifest import ImageDigest, split_entry, update_manifest
 from facekit.dataset.parallel import ordered_map
 from facekit.dataset.progress import track
@@ -38,30 +39,45 @@ def to_voc(annotations, images_dir, voc_dir, *, split=None, config=flt.DEFAULT_F
     is whole) but not kept.
     """
     split = split or pipeline.split_from_name(annotations)
-    voc_dir = str(voc_dir)
+    # normpath: "out/voc/" would put the temporary inside the directory it replaces.
+    voc_dir = os.path.normpath(str(voc_dir))
+    # The VOC directory's temporary is its sibling; a dataset.json write cut short
+    # leaves one inside it (which would make VocWriter refuse the directory).
+    parent = os.path.dirname(os.path.abspath(voc_dir))
+    with claim_output(parent, os.path.basename(os.path.abspath(voc_dir)),
+                      "the VOC directory {}".format(voc_dir), also_clean=(voc_dir,)):
+        return _to_voc(annotations, images_dir, voc_dir, split=split, config=config,
+                       workers=workers, strict=strict, progress=progress)
+
+
+def _to_voc(annotations, images_dir, voc_dir, *, split, config, workers, strict, progress):
     stats = pipeline.new_stats()
     annotation_digest = hashlib.sha256()
     image_digest = ImageDigest()
-    writer = VocWriter(voc_dir, split)
+    writers = []
     try:
+        writer = VocWriter(voc_dir, split)
+        writers.append(writer)
         for image, info, boxes in pipeline.kept_images(
                 annotations, images_dir, config, stats, workers=workers, strict=strict,
                 keep_bytes=False, image_digest=image_digest,
                 annotation_digest=annotation_digest, progress=progress, label="to-voc " + split):
             writer.add(image.path, info, boxes)
         pipeline.check_totals(stats)
-        writer.wait()
+        writer.finish()
+        interrupts.check()
     except BaseException:
-        writer.abort()
+        abort_all(writers)
         raise
-    writer.commit()
-    inputs = {"annotations": annotation_input(annotations, annotation_digest),
-              "images": image_digest.as_dict(images_dir)}
-    outputs = {"voc": {"dir": ".", "annotations": writer.count,
-                       "image_set": "ImageSets/Main/{}.txt".format(split)}}
-    entry = split_entry("to-voc", split, inputs=inputs, filters=config, stats=stats,
-                        outputs=outputs)
-    update_manifest(voc_dir, split, entry)
+    with interrupts.deferred():
+        writer.commit()
+        inputs = {"annotations": annotation_input(annotations, annotation_digest),
+                  "images": image_digest.as_dict(images_dir)}
+        outputs = {"voc": {"dir": ".", "annotations": writer.count,
+                           "image_set": "ImageSets/Main/{}.txt".format(split)}}
+        entry = split_entry("to-voc", split, inputs=inputs, filters=config, stats=stats,
+                            outputs=outputs)
+        update_manifest(voc_dir, split, entry)
     return entry
 
 
@@ -104,12 +120,16 @@ def to_csv(voc_dir, csv_path, split=None):
     voc_dir = str(voc_dir)
     csv_path = str(csv_path)
     parent = os.path.dirname(os.path.abspath(csv_path))
-    if not os.path.isdir(parent):
-        os.makedirs(parent)
+    with claim_output(parent, os.path.basename(csv_path), "the CSV {}".format(csv_path)):
+        return _to_csv(voc_dir, csv_path, split)
+
+
+def _to_csv(voc_dir, csv_path, split):
     writer = CsvWriter(csv_path)
     counts = {"xml_files": 0, "objects": 0}
     try:
         for path in voc_files(voc_dir, split):
+            interrupts.check()
             if not os.path.isfile(path):
                 raise DatasetError("{} is listed in the image set but does not exist".format(
                     path))
@@ -117,10 +137,13 @@ def to_csv(voc_dir, csv_path, split=None):
             writer.add(filename, width, height, objects)
             counts["xml_files"] += 1
             counts["objects"] += len(objects)
+        writer.finish()
+        interrupts.check()
     except BaseException:
-        writer.abort()
+        abort_all([writer])
         raise
-    writer.commit()
+    with interrupts.deferred():
+        writer.commit()
     counts["rows"] = writer.rows
     log.info("%s: %d rows from %d XML files", csv_path, writer.rows, counts["xml_files"])
     return counts
@@ -161,16 +184,23 @@ def to_tfrecord(csv_path, images_dir, output_dir, split, *, shards=1, workers=1,
     """
     csv_path = str(csv_path)
     output_dir = str(output_dir)
-    if not os.path.isdir(output_dir):
-        os.makedirs(output_dir)
+    with claim_output(output_dir, split, "split {} into {}".format(split, output_dir)):
+        return _to_tfrecord(csv_path, images_dir, output_dir, split, shards=shards,
+                            workers=workers, strict=strict, progress=progress)
+
+
+def _to_tfrecord(csv_path, images_dir, output_dir, split, *, shards, workers, strict, progress):
     stats = pipeline.new_stats()
     image_digest = ImageDigest()
-    records = ShardedWriter(output_dir, split, shards)
+    writers = []
     results = ordered_map(inspect_job, _csv_jobs(csv_path, stats),
                           lambda job: (images_dir, job[0], workers <= 1), workers)
     try:
+        records = ShardedWriter(output_dir, split, shards)
+        writers.append(records)
         for (filename, width, height, boxes, lineno), result in track(
                 results, "to-tfrecord " + split, enabled=progress):
+            interrupts.check()
             where = "row on line {} of {}".format(lineno, csv_path)
             if not isinstance(result, ImageProblem) and result.data is None:
                 result = attach_bytes(images_dir, result)  # noqa: PLW2901
@@ -188,17 +218,21 @@ def to_tfrecord(csv_path, images_dir, output_dir, split, *, shards=1, workers=1,
             stats["images"]["kept"] += 1
             stats["faces"]["kept"] += len(boxes)
         pipeline.check_totals(stats)
+        sha, size = sha256_file(csv_path)
+        records.finish()
+        interrupts.check()
     except BaseException:
-        results.close()
-        records.abort()
+        with interrupts.deferred():
+            results.close()
+            abort_all(writers)
         raise
-    sha, size = sha256_file(csv_path)
-    outputs = {"tfrecord": shard_entries(records.commit(), split, shards),
-               "label_map": "label_map.pbtxt"}
-    write_label_map(os.path.join(output_dir, "label_map.pbtxt"))
-    inputs = {"csv": {"path": csv_path, "sha256": sha, "bytes": size},
-              "images": image_digest.as_dict(images_dir)}
-    entry = split_entry("to-tfrecord", split, inputs=inputs, filters=None, stats=stats,
-                        outputs=outputs, tf=records.tf)
-    update_manifest(output_dir, split, entry)
+    with interrupts.deferred():
+        outputs = {"tfrecord": shard_entries(records.commit(), split, shards),
+                   "label_map": "label_map.pbtxt"}
+        write_label_map(os.path.join(output_dir, "label_map.pbtxt"))
+        inputs = {"csv": {"path": csv_path, "sha256": sha, "bytes": size},
+                  "images": image_digest.as_dict(images_dir)}
+        entry = split_entry("to-tfrecord", split, inputs=inputs, filters=None, stats=stats,
+                            outputs=outputs, tf=records.tf)
+        update_manifest(output_dir, split, entry)
     return entry

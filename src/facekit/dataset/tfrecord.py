@@ -118,6 +118,7 @@ class ShardedWriter(object):
         self.counts = [0] * shards
         self._unflushed = [0] * shards
         self._next = 0
+        self._finished = False
 
     def add(self, filename, info, boxes):
         example = make_example(self.tf, filename, info, boxes)
@@ -139,12 +140,19 @@ class ShardedWriter(object):
             writer.close()
         self._writers = []
 
+    def finish(self):
+        """Close the temporary shards and flush them to disk; abort() can still undo it."""
+        self._close()
+        if not self._finished:
+            for tmp in self.tmps:
+                files.fsync_file(tmp)
+            self._finished = True
+
     def commit(self):
         """Rename the shards into place; return [(name, records, bytes)]; remove stale shards."""
-        self._close()
+        self.finish()
         result = []
         for tmp, name, count in zip(self.tmps, self.names, self.counts):
-            files.fsync_file(tmp)
             files.commit(tmp, os.path.join(self.output_dir, name))
             result.append((name, count, os.path.getsize(os.path.join(self.output_dir, name))))
         # Shards of an earlier run with another shard count would still match a

@@ -181,9 +181,13 @@ class VocWriter(object):
         finally:
             self._io.shutdown(wait=True)
 
-    def commit(self):
+    def finish(self):
+        """Wait for every XML file and close the image list; abort() can still undo it."""
         self.wait()
         self._ids.close()
+
+    def commit(self):
+        self.finish()
         files.commit(self.tmp, self.voc_dir)
 
     def abort(self):
