@@ -89,7 +89,7 @@ def _block(tf, weights, x, name, out_channels, *, stride, depthwise=False):
     return tf.nn.relu6(y, name=name + "/Relu6")
 
 
-def _reshape(tf, x, name, *, per_cell, tail, shapes):
+def _reshape(tf, x, name, *, per_cell, tail, shapes, cells):
     # [batch, H * W * boxes] + tail with the batch read from the tensor at run time and
     # the rest static, as the Object Detection API's box predictors build it.
     # x's shape is fully known here, so tf.shape gives a Const: build_graph_def turns it
@@ -98,8 +98,7 @@ def _reshape(tf, x, name, *, per_cell, tail, shapes):
     shapes[shape_of_x.op.name] = x.name
     batch = tf.strided_slice(shape_of_x, [0], [1], [1],
                              shrink_axis_mask=1, name=name + "/strided_slice")
-    height, width = (int(d) for d in x.get_shape()[1:3])
-    shape = tf.stack([batch, height * width * per_cell] + list(tail), name=name + "/shape")
+    shape = tf.stack([batch, cells * cells * per_cell] + list(tail), name=name + "/shape")
     return tf.reshape(x, shape, name=name + "/Reshape")
 
 
@@ -111,13 +110,18 @@ def _make_shape_op(node, tensor_name, tf):
     node.attr["out_type"].type = tf.int32.as_datatype_enum
 
 
-def build_graph_def(input_size=256, num_classes=1, add_v2=False, drop=(), seed=0):
-    """The GraphDef of a frozen test detector; see the module docstring."""
+def build_graph_def(input_size=256, num_classes=1, add_v2=False, drop=(), *, seed=0,
+                    dynamic_input=False):
+    """The GraphDef of a frozen test detector; see the module docstring.
+
+    dynamic_input: an input of unknown shape, as an export with --input_type image_tensor
+    has (its static shapes stay unknown down to the outputs)."""
     tf = _tf()
     graph = tf.Graph()
     with graph.as_default():
         weights = _Weights(tf, seed)
-        image = tf.placeholder(tf.float32, [1, input_size, input_size, 3], name="image")
+        image = tf.placeholder(tf.float32, [None, None, None, 3] if dynamic_input
+                               else [1, input_size, input_size, 3], name="image")
         scaled = tf.multiply(image, 2.0 / 255.0, name="Preprocessor/mul")
         x = tf.subtract(scaled, 1.0, name="Preprocessor/sub")
         x = _block(tf, weights, x, "FeatureExtractor/Conv2d_0", 8, stride=2)
@@ -135,16 +139,17 @@ def build_graph_def(input_size=256, num_classes=1, add_v2=False, drop=(), seed=0
             maps.append(_block(tf, weights, maps[-1], "FeatureExtractor/extra_{}".format(i), 8,
                                stride=2))
         boxes, classes, shapes = [], [], {}
-        for i, (fmap, per_cell) in enumerate(zip(maps, BOXES_PER_CELL)):
+        for i, (fmap, per_cell, cells) in enumerate(
+                zip(maps, BOXES_PER_CELL, feature_map_sizes(input_size))):
             prefix = "BoxPredictor_{}".format(i)
             enc = _conv(tf, weights, fmap, prefix + "/BoxEncodingPredictor", per_cell * 4,
                         kernel=1)
             boxes.append(_reshape(tf, enc, prefix + "/boxes", per_cell=per_cell, tail=[1, 4],
-                                  shapes=shapes))
+                                  shapes=shapes, cells=cells))
             logits = _conv(tf, weights, fmap, prefix + "/ClassPredictor",
                            per_cell * (num_classes + 1), kernel=1)
             classes.append(_reshape(tf, logits, prefix + "/classes", per_cell=per_cell,
-                                    tail=[num_classes + 1], shapes=shapes))
+                                    tail=[num_classes + 1], shapes=shapes, cells=cells))
         tf.concat(boxes, 1, name="concat")
         tf.concat(classes, 1, name="concat_1")
     graph_def = graph.as_graph_def()

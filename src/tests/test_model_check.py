@@ -250,3 +250,30 @@ def test_graph_runs_and_its_outputs_depend_on_the_image(make_graph):
     assert runs[0][0].shape == (1, 1278, 1, 4) and runs[0][1].shape == (1, 1278, 2)
     assert np.isfinite(runs[1][0]).all()
     assert not np.allclose(runs[0][0], runs[1][0]) and not np.allclose(runs[0][1], runs[1][1])
+
+
+def test_unknown_static_shapes_are_measured_by_running_the_graph(make_graph, capsys):
+    # An export with --input_type image_tensor knows no shapes statically: the check runs
+    # the graph from Preprocessor/sub with a [1, 256, 256, 3] image and checks what comes out.
+    graph = make_graph(dynamic_input=True)
+    status, out, errors = check(capsys, graph, "--json")
+    result = json.loads(out)
+    assert (status, errors) == (0, [])
+    assert result["shapes_measured"] is True
+    assert result["outputs"] == {"concat": [1, 1278, 1, 4], "concat_1": [1, 1278, 2]}
+
+
+def test_unknown_static_shapes_with_the_wrong_anchor_count(make_graph, capsys):
+    graph = make_graph(dynamic_input=True)
+    status, _, errors = check(capsys, graph, "--anchors", "1917")
+    assert status == 1
+    assert any("concat (box encodings) has shape [1, 1278, 1, 4], expected [1, 1917, 1, 4]" in e
+               for e in errors), errors
+
+
+def test_a_graph_that_cannot_run_at_the_compiler_size_fails(make_graph, capsys):
+    # Built for 300x300 inputs: its reshapes do not fit a 256x256 image.
+    graph = make_graph(dynamic_input=True, input_size=300)
+    status, _, errors = check(capsys, graph, "--input-size", "256", "--anchors", "1278")
+    assert status == 1
+    assert any("cannot import or run the graph" in e for e in errors), errors

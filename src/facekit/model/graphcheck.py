@@ -14,8 +14,11 @@ TensorFlow 1.7 holds only the ops of ALLOWED_OPS there. Placeholder (behind the 
 and Squeeze (after concat) occur in those graphs but never on the path, so they are
 not allowed on it.
 
-An unknown batch dimension passes as 1 (the export's image_tensor is [?, ?, ?, 3], and
-the Bonnet runs one image at a time); every other dimension must be known and equal.
+An unknown batch dimension passes as 1 (the Bonnet runs one image at a time). A real
+export (--input_type image_tensor) leaves every shape unknown until the resizer; then
+the graph is run once from Preprocessor/sub with a zero [1,S,S,3] image and the
+outputs' measured shapes are checked: a graph that cannot run with the size the
+compiler is told fails the check.
 
 The node and op checks read the GraphDef alone; the shapes need it imported into a
 fresh graph (TensorFlow 1.7 or 2.x, through tf.compat.v1 where it exists). Should the
@@ -124,13 +127,40 @@ def show_shape(shape):
     return "[{}]".format(", ".join("?" if d is None else str(d) for d in shape))
 
 
-def _static_shapes(graph_def, tf):
-    """{name: shape} of the three tensors, from the graph imported into a fresh tf.Graph."""
+def _known(shape):
+    return shape is not None and all(d is not None for d in shape[1:])
+
+
+def _compatible(shape, want):
+    """Whether a tensor of shape `want` can be fed where the graph says `shape`."""
+    return shape is None or (len(shape) == len(want) and
+                             all(have is None or have == need for have, need in zip(shape, want)))
+
+
+def _shapes(graph_def, tf, input_size):
+    """{name: shape} of the three tensors, from the graph imported into a fresh tf.Graph.
+
+    An export with --input_type image_tensor leaves the static shapes unknown (the image
+    can be any size until the resizer), so when they are, the graph is run once from
+    Preprocessor/sub on a zero image of the size the compiler is told, and the outputs'
+    real shapes are taken: what the compiler will compute. Returns (shapes, ran).
+    """
     v1 = tf_v1(tf)
     graph = v1.Graph()
     with graph.as_default():
         v1.import_graph_def(graph_def, name="")
-    return {name: _shape(graph, name) for name in (INPUT, BOXES, CLASSES)}
+    shapes = {name: _shape(graph, name) for name in (INPUT, BOXES, CLASSES)}
+    want = [1, input_size, input_size, 3]
+    if (_known(shapes[INPUT]) and _known(shapes[BOXES]) and _known(shapes[CLASSES])) \
+            or not _compatible(shapes[INPUT], want):
+        return shapes, False
+    import numpy  # noqa: PLC0415  (TensorFlow's own dependency)
+
+    fetches = [graph.get_tensor_by_name(name + ":0") for name in (BOXES, CLASSES)]
+    with v1.Session(graph=graph) as session:
+        boxes, classes = session.run(fetches, feed_dict={
+            graph.get_tensor_by_name(INPUT + ":0"): numpy.zeros(want, numpy.float32)})
+    return {INPUT: want, BOXES: list(boxes.shape), CLASSES: list(classes.shape)}, True
 
 
 def _op_problems(path_nodes):
@@ -217,12 +247,16 @@ def check_graph(path, input_size=256, num_classes=1, num_anchors=None, anchors_f
     problems.extend(op_problems)
 
     shapes = None
+    ran = False
     if not missing and not [n for n in (INPUT, BOXES, CLASSES) if n not in names]:
         try:
-            shapes = _static_shapes(graph_def, tf)
-        except (ValueError, TypeError) as exc:
-            reason = "TensorFlow {} cannot import the graph to read its shapes: {}".format(
-                tf.__version__, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            shapes, ran = _shapes(graph_def, tf, input_size)
+        except (ValueError, TypeError, tf.errors.OpError) as exc:
+            reason = "TensorFlow {} cannot import or run the graph from {} with a [1, {s}, {s}, " \
+                     "3] image to read its shapes: {}".format(
+                         tf.__version__, INPUT,
+                         str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                         s=input_size)
             if problems:
                 # Follows from a problem already reported (an op this TensorFlow lacks).
                 log.info("shapes not checked: %s", reason)
@@ -237,6 +271,8 @@ def check_graph(path, input_size=256, num_classes=1, num_anchors=None, anchors_f
         "ok": not problems,
         "problems": problems,
         "input": {"name": INPUT, "shape": shapes.get(INPUT)},
+        # True when the static shapes were unknown and the graph was run to measure them.
+        "shapes_measured": ran,
         "outputs": {BOXES: shapes.get(BOXES), CLASSES: shapes.get(CLASSES)},
         "expected": {"input_shape": [1, input_size, input_size, 3], "anchors": num_anchors,
                      "anchors_from": anchors_from, "classes": num_classes},
