@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The local container lab (inventory/lab).
 #   lab.sh up     build/reuse the image, serve the stand-ins, start the lab hosts,
-#                 run site.yml on them
+#                 run site.yml on them, print a summary
 #   lab.sh hosts  build/reuse the image and start the lab hosts only
 #   lab.sh down   remove the lab hosts and stop the stand-in server
 #
-# The lab cannot reach GitHub, Anaconda or Google's download site, so what the
-# roles would download comes from standins.py (a loopback HTTP server started
-# here, reachable from the hosts, which share the host's network). Its role
-# variables go to .cache/lab/standins.json and are passed with -e @file.
+# The lab's training host runs the seeds' stack (Python 3.6 + TensorFlow 1.7.1): this machine's
+# Python 3.6 (tools/find-python36.sh) is bind-mounted into its container. What the roles would
+# download from sites the lab cannot reach comes from standins.py, a loopback HTTP server started
+# here and reachable from the hosts (they share the host's network); its role variables go to
+# .cache/lab/standins/role_vars.json and are passed with -e @file.
 set -euo pipefail
 
 lab=$(cd "$(dirname "$0")" && pwd)
@@ -18,8 +19,8 @@ export CONTAINERS_CONF=${CONTAINERS_CONF:-$lab/containers.conf}
 export ANSIBLE_CONFIG=${ANSIBLE_CONFIG:-$root/ansible.cfg}
 inventory=inventory/lab
 state=$root/.cache/lab
-standins_vars=$state/standins.json
-# The controller venv's Python has PyYAML (standins.py reads the role defaults).
+standins=$state/standins
+# The controller venv's Python has PyYAML, numpy and Pillow (standins.py needs them).
 python=$root/.venv/bin/python
 [[ -x $python ]] || python=python3
 
@@ -32,6 +33,16 @@ site_ready() {
     done < <(sed -n 's/^[[:space:]]*ansible\.builtin\.import_playbook:[[:space:]]*//p; s/^[[:space:]]*import_playbook:[[:space:]]*//p' site.yml)
 }
 
+find_python36() {
+    if ! FACEKIT_PY36=$("$root/tools/find-python36.sh"); then
+        echo "lab: stopping before the training host: it runs TensorFlow 1.7.1, which needs Python 3.6, and this machine has none; build one with pyenv (\`pyenv install 3.6.15\`) or set PYTHON36=/path/to/python3.6, then run make lab again." >&2
+        exit 1
+    fi
+    export FACEKIT_PY36
+    FACEKIT_PY36_PREFIX=$(dirname "$(dirname "$FACEKIT_PY36")")
+    export FACEKIT_PY36_PREFIX
+}
+
 hosts_up() {
     "$lab/build-image.sh" >/dev/null
     ansible-playbook -i "$inventory" playbooks/lab_up.yml
@@ -39,30 +50,32 @@ hosts_up() {
 
 standins_up() {
     mkdir -p "$state"
-    # standins.py's default protoc release fits the role's venv pins (protobuf 6.33.x).
-    "$python" "$lab/standins.py" serve --dir "$state/standins" --background --check-pin \
-        >"$standins_vars.tmp"
-    mv "$standins_vars.tmp" "$standins_vars"
-    echo "lab: stand-ins served; role variables in ${standins_vars#"$root"/}"
+    "$python" "$lab/standins.py" serve --dir "$standins" --background --check-pin \
+        --python36 "$FACEKIT_PY36" >/dev/null
+    echo "lab: stand-ins served; role variables in ${standins#"$root"/}/role_vars.json"
 }
 
 case ${1:-} in
     up)
+        find_python36
         hosts_up
         if site_ready; then
             standins_up
-            ansible-playbook -i "$inventory" -e "@$standins_vars" site.yml
+            start=$SECONDS
+            ansible-playbook -i "$inventory" -e "@$standins/role_vars.json" site.yml
+            "$python" "$lab/summary.py" --standins "$standins" --seconds $((SECONDS - start))
         else
             echo "lab: hosts are up; site.yml is not ready, so not running: ansible-playbook -i $inventory site.yml"
         fi
         ;;
     hosts)
+        find_python36
         hosts_up
         ;;
     down)
         ansible-playbook -i "$inventory" playbooks/lab_down.yml
-        if [[ -d $state/standins ]]; then
-            "$python" "$lab/standins.py" stop --dir "$state/standins" >/dev/null
+        if [[ -d $standins ]]; then
+            "$python" "$lab/standins.py" stop --dir "$standins" >/dev/null
         fi
         ;;
     *)

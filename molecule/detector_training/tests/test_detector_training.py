@@ -1,0 +1,158 @@
+"""What the dataset and training stages leave behind after converge and side_effect
+(20 steps, then raised to 40 with the trainer killed in the middle)."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import yaml
+
+testinfra_hosts = ["podman://facekit-detector_training"]
+
+SCENARIO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(SCENARIO))
+with open(os.path.join(SCENARIO, "vars", "lab.yml")) as _handle:
+    LAB = yaml.safe_load(_handle)
+EPHEMERAL = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "")
+ARTIFACTS = os.path.join(EPHEMERAL, "artifacts", "face_ssd_embedded")
+
+WORK = "/var/lib/facekit/training/face_ssd_embedded"
+DATASET = "/var/lib/facekit/dataset"
+UNIT = "facekit-training-face_ssd_embedded.service"
+ENV_FILE = "/etc/facekit/training.env"
+
+
+def _env(host):
+    return dict(
+        line.split("=", 1)
+        for line in host.file(ENV_FILE).content_string.splitlines()
+        if line and not line.startswith("#")
+    )
+
+
+def _facekit(host, *args):
+    env = _env(host)
+    return host.run(
+        "PYTHONPATH=%s %s -m facekit.cli " + " ".join(["%s"] * len(args)),
+        env["PYTHONPATH"], env["FACEKIT_PYTHON"], *args)
+
+
+def test_dataset_json_records_the_sources_and_the_lab_filters(host):
+    manifest = json.loads(host.file(DATASET + "/dataset.json").content_string)
+    standins = json.load(open(os.path.join(EPHEMERAL, "standins", "role_vars.json")))
+    checksums = {a["name"]: a["checksum"] for a in standins["widerface_dataset_archives"]}
+    for split in ("train", "val"):
+        entry = manifest["splits"][split]
+        assert entry["inputs"]["sources"] == {
+            "WIDER_%s.zip" % split: checksums["WIDER_%s.zip" % split],
+            "wider_face_split.zip": checksums["wider_face_split.zip"],
+        }
+        assert entry["filters"] == {"max_blur": 0, "min_size": 50, "keep_invalid": False,
+                                    "keep_empty": False}
+        assert entry["images"]["kept"] > 0 and entry["faces"]["kept"] > 0
+        # Only what training reads: no VOC tree, no CSV.
+        assert "voc" not in entry["outputs"] and "csv" not in entry["outputs"]
+        assert len(entry["outputs"]["tfrecord"]["shards"]) == LAB["widerface_dataset_shards"][split]
+    assert not host.file(DATASET + "/train_voc").exists
+    assert host.file(DATASET + "/label_map.pbtxt").content_string.count("item") == 1
+
+
+def test_pipeline_config_has_the_embedded_ssd_settings(host):
+    config = host.file(WORK + "/pipeline.config").content_string
+    for expected in ("num_classes: 1", "embedded_ssd_mobilenet_v1", "depth_multiplier: 0.125",
+                     "min_depth: 16", "num_layers: 5", "height: 256", "width: 256",
+                     "num_steps: %d" % LAB["resume_num_steps"], DATASET + "/train.record-"):
+        assert expected in config, expected
+
+
+def test_trainer_unit_is_hardened_and_finished(host):
+    unit = host.run("systemctl show %s -p User -p NoNewPrivileges -p ProtectSystem -p PrivateTmp"
+                    " -p Restart -p ActiveState -p Result", UNIT).stdout
+    props = dict(line.split("=", 1) for line in unit.splitlines())
+    assert props["User"] == "facekit-train"
+    assert props["NoNewPrivileges"] == "yes"
+    assert props["ProtectSystem"] == "strict"
+    assert props["PrivateTmp"] == "yes"
+    assert props["Restart"] == "on-failure"
+    # Done with 40 steps: it exited on its own, and nothing restarts it.
+    assert props["ActiveState"] == "inactive" and props["Result"] == "success"
+    assert host.file(WORK + "/train/model.ckpt-40.index").exists
+    # Checkpoints belong to the unprivileged trainer; nothing else is writable for it.
+    assert host.file(WORK + "/train").user == "facekit-train"
+    assert host.file(WORK + "/pipeline.config").user == "root"
+
+
+def test_killed_trainer_resumed_from_its_last_checkpoint(host):
+    with open(os.path.join(EPHEMERAL, "resume.json")) as handle:
+        observed = json.load(handle)
+    assert observed["restored_from"] == 20 and observed["resumed_at"] == 21
+    assert observed["killed_at"] > 21
+    log = host.file(WORK + "/train/train.log").content_string
+    restore = "Restoring parameters from %s/train/model.ckpt-20" % WORK
+    after_kill = log.split("global step %d:" % observed["killed_at"], 1)[1]
+    assert restore in after_kill
+    assert "global step 21:" in after_kill.split(restore, 1)[1]
+    assert "global step 40:" in log
+
+
+def test_exported_graph_passes_the_check_with_the_bonnet_names(host):
+    link = host.file(WORK + "/export")
+    assert link.is_symlink and "/exports/ckpt-40-" in link.linked_to
+    # Only the current export is kept.
+    assert host.check_output("ls %s/exports", WORK).split() == [os.path.basename(link.linked_to)]
+    result = _facekit(host, "model", "check", WORK + "/export/frozen_inference_graph.pb",
+                      "--config", WORK + "/pipeline.config", "--json")
+    assert result.rc == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    text = json.dumps(report)
+    assert "Preprocessor/sub" in text and "AddV2" not in text
+    assert "1278" in text
+
+
+def _current():
+    with open(os.path.join(ARTIFACTS, "current.json")) as handle:
+        return json.load(handle)
+
+
+def test_fetched_bundle_matches_its_manifest():
+    current = _current()
+    bundle = os.path.join(ARTIFACTS, current["version"])
+    with open(os.path.join(bundle, "manifest.json")) as handle:
+        manifest = json.load(handle)
+    assert current["steps"] == 40 and manifest["version"] == current["version"]
+    assert sorted(manifest["files"]) == sorted(
+        ["model.binaryproto", "anchors.txt", "labels.txt", "frozen_inference_graph.pb",
+         "pipeline.config"])
+    for name, entry in manifest["files"].items():
+        with open(os.path.join(bundle, name), "rb") as handle:
+            data = handle.read()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"], name
+    # facekit's own verifier agrees, on the controller.
+    verify = subprocess.run([sys.executable, "-m", "facekit.cli", "model", "verify", bundle],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            universal_newlines=True, check=False)
+    assert verify.returncode == 0, verify.stdout
+    with open(os.path.join(bundle, "labels.txt")) as handle:
+        assert handle.read() == "face\n"
+    with open(os.path.join(bundle, "anchors.txt")) as handle:
+        assert len(handle.read().splitlines()) == 1278
+
+
+def test_both_runs_left_distinct_bundles():
+    versions = sorted(d for d in os.listdir(ARTIFACTS) if os.path.isdir(os.path.join(ARTIFACTS, d)))
+    assert len(versions) == 2, versions
+    steps = set()
+    for version in versions:
+        with open(os.path.join(ARTIFACTS, version, "manifest.json")) as handle:
+            steps.add(json.load(handle)["training"]["steps"])
+    assert steps == {20, 40}
+
+
+def test_compiled_model_comes_from_the_exported_graph(host):
+    graph = host.file(WORK + "/export/frozen_inference_graph.pb").sha256sum
+    compiled = host.file("%s/compiled/%s/model.binaryproto" % (WORK, graph[:16]))
+    assert compiled.exists
+    # The compiler stand-in records the graph it compiled (the real compiler's output is opaque).
+    assert graph.encode() in compiled.content[:200]
