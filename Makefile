@@ -19,13 +19,13 @@ PY35_CODE := src/facekit/__init__.py src/facekit/model/__init__.py src/facekit/m
 .PHONY: help test venv py36 lint pytest molecule lab lab-down bench clean
 
 help:
-	@echo "make lab        provision the local container lab and run site.yml against it"
+	@echo "make lab        run site.yml on the local container lab (real training; LAB_TRAIN_STEPS=N) and print a summary"
 	@echo "make test       install everything, lint, run pytest and every Molecule scenario"
-	@echo "make lint       ansible-lint (production), yamllint, ruff, vermin (Python 3.6)"
-	@echo "make pytest     the Python test suite of src/ (also on Python 3.6 + TensorFlow 1.7 when a Python 3.6 exists)"
+	@echo "make lint       ansible-lint (production), yamllint, ruff, vermin (Python 3.6; 3.5 for the kit's code)"
+	@echo "make pytest     the Python tests of src/ and molecule/lab (also on Python 3.6 + TensorFlow 1.7 when a Python 3.6 exists)"
 	@echo "make molecule   every Molecule scenario (SCENARIO=name runs one)"
 	@echo "make bench      the dataset conversion benchmark (prints figures, no pass/fail)"
-	@echo "make lab-down   remove the lab containers"
+	@echo "make lab-down   remove the lab containers and stop the stand-in server"
 
 test: lint pytest molecule
 
