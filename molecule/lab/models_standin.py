@@ -18,7 +18,6 @@ first is the pin (tagged), the second adds research/AFTER_PIN.
 """
 
 import ast
-import hashlib
 import logging
 import os
 import shutil
@@ -28,6 +27,7 @@ import tarfile
 import tempfile
 import zipfile
 
+from digest import file_sha256  # next to this file
 from google.protobuf import descriptor_pb2  # the controller venv's protobuf (with ansible)
 
 LOG = logging.getLogger("standins")
@@ -401,13 +401,6 @@ def reconstruct_protos(protos_dir, pb2_sources, protoc, origin):
 # --- sources and the repository -----------------------------------------------------------
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def fetch(cache, requirement, filename, sha256):
     """pip download --no-deps of one pinned file into cache/models-sources; checks its sha256."""
@@ -428,7 +421,7 @@ def fetch(cache, requirement, filename, sha256):
         ]
         LOG.info("running %s", " ".join(cmd))
         subprocess.run(cmd, check=True, stdout=sys.stderr)
-    actual = _sha256(path)
+    actual = file_sha256(path)
     if actual != sha256:
         raise SystemExit(
             "models_standin.py: %s has sha256 %s, expected %s (pinned in models_standin.py). "
@@ -493,6 +486,13 @@ def _git(args, cwd, when):
     ).stdout.strip()
 
 
+def _commit_all(work, message, when):
+    """Commits everything in the work tree at the fixed date `when`; returns the commit sha."""
+    _git(["add", "-A"], cwd=work, when=when)
+    _git(["commit", "-q", "-m", message], cwd=work, when=when)
+    return _git(["rev-parse", "HEAD"], cwd=work, when=when)
+
+
 def build_models_repo(www, cache, protoc, pinned_tag):
     """Creates www/git/models.git (served over git's dumb HTTP); returns (pin sha, head sha).
     protoc: a protoc binary, used only to check the reconstructed .proto files."""
@@ -511,22 +511,11 @@ def build_models_repo(www, cache, protoc, pinned_tag):
         unpack_slim(sdist, research)
         apply_edits(research)
         _write(os.path.join(work, "README.md"), README.encode())
-        _git(["add", "-A"], cwd=work, when=PIN_DATE)
-        _git(
-            ["commit", "-q", "-m", "Object Detection API 2018 snapshot and slim, for TF 1.7"],
-            cwd=work,
-            when=PIN_DATE,
-        )
-        pinned = _git(["rev-parse", "HEAD"], cwd=work, when=PIN_DATE)
+        pinned = _commit_all(work, "Object Detection API 2018 snapshot and slim, for TF 1.7",
+                             PIN_DATE)
         _git(["tag", pinned_tag, pinned], cwd=work, when=PIN_DATE)
         _write(os.path.join(research, "AFTER_PIN"), AFTER_PIN.encode())
-        _git(["add", "-A"], cwd=work, when=HEAD_DATE)
-        _git(
-            ["commit", "-q", "-m", "Add research/AFTER_PIN (after the pin)"],
-            cwd=work,
-            when=HEAD_DATE,
-        )
-        head = _git(["rev-parse", "HEAD"], cwd=work, when=HEAD_DATE)
+        head = _commit_all(work, "Add research/AFTER_PIN (after the pin)", HEAD_DATE)
         if os.path.isdir(bare):
             shutil.rmtree(bare)
         _git(["clone", "-q", "--bare", work, bare], cwd=work, when=HEAD_DATE)

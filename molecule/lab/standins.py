@@ -52,6 +52,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bonnet_compiler_standin  # noqa: E402  (next to this file, not an installed package)
 import models_standin  # noqa: E402
 import widerface_sample  # noqa: E402
+from digest import file_sha256  # noqa: E402
 
 LOG = logging.getLogger("standins")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -149,7 +150,7 @@ def build_protoc_zip(www, cache, version):
                 handle.write(archive.read("bin/protoc"))
         os.chmod(protoc + ".tmp", 0o755)
         os.replace(protoc + ".tmp", protoc)
-    return name, _sha256(dest), protoc
+    return name, file_sha256(dest), protoc
 
 
 def _link_wheelhouse(www, cached):
@@ -268,13 +269,6 @@ def build_wheelhouse_native(www, cache, python, build_packages, packages):
             )
     return _link_wheelhouse(www, cached)
 
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def role_defaults():

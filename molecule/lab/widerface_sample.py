@@ -35,6 +35,7 @@ import time
 import zipfile
 
 import numpy as np
+from digest import file_sha256  # next to this file
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 LOG = logging.getLogger("widerface_sample")
@@ -540,13 +541,6 @@ def _zip(path, files):
                 zf.writestr(info, files[name])
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def _split(seed, split, count, prefix):
     files, records, counts = {}, [], None
@@ -638,7 +632,7 @@ def build(directory, train=300, val=60, heldout=50, seed=0):
             final = os.path.join(directory, name)
             os.replace(os.path.join(work, name), final)
             result["archives"][name] = {"path": os.path.abspath(final),
-                                        "sha256": _sha256(final),
+                                        "sha256": file_sha256(final),
                                         "size": os.path.getsize(final)}
         target = os.path.join(directory, "heldout")
         if os.path.isdir(target):
