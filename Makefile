@@ -14,7 +14,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PY36_CODE := src/facekit
 # Code that also runs on the Vision Kit (Python 3.5 on Raspbian Stretch images).
 PY35_CODE := src/facekit/__init__.py src/facekit/model/__init__.py src/facekit/model/errors.py \
-	src/facekit/model/bundle.py
+	src/facekit/model/bundle.py src/facekit/detector
 
 .PHONY: help test venv py36 lint pytest molecule lab lab-down bench clean
 
