@@ -16,7 +16,7 @@ PY36_CODE := src/facekit
 PY35_CODE := src/facekit/__init__.py src/facekit/model/__init__.py src/facekit/model/errors.py \
 	src/facekit/model/bundle.py src/facekit/detector
 
-.PHONY: help test venv py36 lint pytest molecule lab lab-down bench clean
+.PHONY: help test venv py36 kit-env lint pytest molecule lab lab-down bench clean
 
 help:
 	@echo "make lab        run site.yml on the local container lab (real training; LAB_TRAIN_STEPS=N) and print a summary"
@@ -47,7 +47,12 @@ lint: venv
 	vermin --no-tips --violations --eval-annotations -t=3.6- $(PY36_CODE)
 	vermin --no-tips --violations --eval-annotations -t=3.5- $(PY35_CODE)
 
-pytest: venv py36
+# The Vision Kit's library stack (AIY's client library, protobuf 3.20, numpy) for the tests that
+# run facekit.detector against the software bonnet.
+kit-env: venv
+	tools/kit-env.sh .venv-kit
+
+pytest: venv py36 kit-env
 	pytest
 
 molecule: venv
@@ -63,4 +68,4 @@ bench: venv
 	python benchmarks/bench_convert.py
 
 clean:
-	rm -rf $(VENV) .venv-py36 .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-py36 .venv-kit .pytest_cache .ruff_cache

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Builds VENV_DIR: the Vision Kit's Python library stack on the controller, for the tests that
+# run facekit.detector and AIY's own client library against the software Vision Bonnet.
+#
+# The kit runs AIY's generated protocol_pb2, which needs protobuf <= 3.20 (the controller venv
+# has a modern protobuf that cannot import it), so the kit's code gets its own venv:
+# aiy-projects-python 1.4 (--no-deps: its picamera dependency does not build off a Pi),
+# protobuf 3.20.3, numpy and Pillow. Python 3.7 is the last Vision Kit image's (Raspbian
+# Buster); without one, any python3 of the controller is used. facekit itself is not installed:
+# the tests put src/ on PYTHONPATH, so they always run the working tree.
+# Usage: tools/kit-env.sh VENV_DIR
+set -euo pipefail
+
+venv=${1:?usage: $0 VENV_DIR}
+
+python=${KIT_PYTHON:-}
+if [[ -z $python ]]; then
+  # pyenv's shims exist for versions that are not selected: run each candidate to be sure.
+  for candidate in python3.7 "$HOME"/.pyenv/versions/3.7*/bin/python3.7 python3; do
+    if "$candidate" -c 'import venv' >/dev/null 2>&1; then
+      python=$(command -v "$candidate")
+      break
+    fi
+  done
+fi
+if [[ -z $python ]]; then
+  echo "kit-env: no python3 found; set KIT_PYTHON=/path/to/python3" >&2
+  exit 1
+fi
+
+echo "kit-env: using $python ($("$python" --version 2>&1)) for $venv"
+if [[ ! -x $venv/bin/python ]]; then
+  "$python" -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+  'protobuf==3.20.3' 'numpy>=1.12,<2' 'pillow'
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+  'aiy-projects-python==1.4'
+"$venv/bin/python" -c 'import aiy.vision.inference, numpy, PIL'
