@@ -58,3 +58,6 @@ fi
 # The Object Detection API's generated protos (pipeline_pb2 ...), for the tests that parse a
 # rendered pipeline.config. --no-deps: its declared dependencies would pull a second TensorFlow.
 "$venv/bin/python" -m pip install --quiet --no-deps tensorflow-object-detection-api==0.1.1
+# AIY's client library (the Vision Kit's own code): the software bonnet (facekit.bonnet) reads
+# the protocol's schema from its protocol_pb2.py. --no-deps: picamera does not build off a Pi.
+"$venv/bin/python" -m pip install --quiet --no-deps aiy-projects-python==1.4
