@@ -23,6 +23,7 @@ Python 3.5 and numpy only: this runs on the kit.
 import collections
 import logging
 import math
+import struct
 
 import numpy as np
 
@@ -75,30 +76,86 @@ def load_anchors(path):
 
 
 def _anchor_table(anchors):
-    """anchors as float64 [N, 4]; DecodeError if it is not such a table."""
-    table = np.asarray(anchors, dtype=np.float64)
+    """anchors as an array [N, 4] (a float array as given, anything else as float64);
+    DecodeError if it is not such a table. Callers convert the rows they use."""
+    if isinstance(anchors, np.ndarray) and anchors.dtype.kind == "f":
+        table = anchors
+    else:
+        table = np.asarray(anchors, dtype=np.float64)
     if table.ndim != 2 or table.shape[1] != 4 or not table.shape[0]:
         raise DecodeError("anchors: expected an array [N, 4] (ymin xmin ymax xmax), got shape "
                           "{}: load it with load_anchors(path)".format(table.shape))
     return table
 
 
+def _packed(values):
+    """A flat sequence of numbers (a list, a tuple, a FloatTensor's repeated `data`) as a
+    float64 array, or None if it is not one. Much faster than np.asarray on a list."""
+    try:
+        count = len(values)
+        if not count:
+            return None
+        return np.frombuffer(struct.pack("{}d".format(count), *values), dtype=np.float64)
+    except (struct.error, TypeError, ValueError, OverflowError):
+        return None
+
+
 def _box_encodings(box_encodings, count):
     """box_encodings as float64 [count, 4]; a flat list of 4 * count floats is accepted."""
-    enc = np.asarray(box_encodings, dtype=np.float64)
+    enc = None if isinstance(box_encodings, np.ndarray) else _packed(box_encodings)
+    if enc is None:
+        enc = np.asarray(box_encodings, dtype=np.float64)
     if enc.ndim == 1 and enc.size == 4 * count:
         enc = enc.reshape(count, 4)
     if enc.ndim != 2 or enc.shape != (count, 4):
-        raise DecodeError(
-            "box_encodings: expected shape ({}, 4) (one (ty, tx, th, tw) per anchor) or {} "
-            "flat floats, got shape {}: the anchors table does not belong to this model; "
-            "use the anchors.txt of the same bundle".format(count, 4 * count, enc.shape))
+        _bad_box_encodings(count, enc.shape)
     return enc
+
+
+def _bad_box_encodings(count, shape):
+    raise DecodeError(
+        "box_encodings: expected shape ({}, 4) (one (ty, tx, th, tw) per anchor) or {} "
+        "flat floats, got shape {}: the anchors table does not belong to this model; "
+        "use the anchors.txt of the same bundle".format(count, 4 * count, shape))
+
+
+def _encoding_source(box_encodings, count):
+    """What _encoding_rows reads: an array [count, 4] as given, or a flat sequence of
+    4 * count numbers left as it is (only the candidates' rows get converted). Checks the
+    shape only; DecodeError as _box_encodings."""
+    if isinstance(box_encodings, np.ndarray):
+        enc = box_encodings
+        if enc.ndim == 1 and enc.size == 4 * count:
+            enc = enc.reshape(count, 4)
+        if enc.ndim != 2 or enc.shape != (count, 4):
+            _bad_box_encodings(count, enc.shape)
+        return enc
+    try:
+        flat = len(box_encodings) == 4 * count
+    except TypeError:
+        flat = False
+    return box_encodings if flat else _box_encodings(box_encodings, count)
+
+
+def _encoding_rows(source, rows):
+    """float64 [len(rows), 4]: the rows (anchor numbers, a list of ints) of an
+    _encoding_source."""
+    if not isinstance(source, np.ndarray):
+        flat = []
+        for i in rows:
+            flat.extend(source[4 * i:4 * i + 4])
+        enc = _packed(flat)
+        if enc is not None and enc.size == 4 * len(rows):
+            return enc.reshape(-1, 4)
+        source = _box_encodings(source, len(source) // 4)
+    return np.asarray(source[rows], dtype=np.float64)
 
 
 def _class_logits(class_logits, count):
     """class_logits as float64 [count, 1 + C]; a flat list of count * (1 + C) is accepted."""
-    logits = np.asarray(class_logits, dtype=np.float64)
+    logits = None if isinstance(class_logits, np.ndarray) else _packed(class_logits)
+    if logits is None:
+        logits = np.asarray(class_logits, dtype=np.float64)
     if logits.ndim == 1 and logits.size and logits.size % count == 0:
         logits = logits.reshape(count, -1)
     if logits.ndim != 2 or logits.shape[0] != count or logits.shape[1] < 2:
@@ -112,21 +169,37 @@ def _class_logits(class_logits, count):
 def decode_boxes(encodings, anchors, scales=SCALES):
     """Boxes [N, 4] (ymin, xmin, ymax, xmax) clamped to [0, 1] from encodings [N, 4] as
     (ty, tx, th, tw) against anchors [N, 4] (the Faster R-CNN box coder's decode)."""
-    table = _anchor_table(anchors)
-    enc = _box_encodings(encodings, table.shape[0])
-    ha = table[:, 2] - table[:, 0]
-    wa = table[:, 3] - table[:, 1]
-    yca = table[:, 0] + 0.5 * ha
-    xca = table[:, 1] + 0.5 * wa
-    sy, sx, sh, sw = (float(s) for s in scales)
-    # A huge th/tw overflows to inf: the box then covers the image after clamping.
-    with np.errstate(over="ignore", invalid="ignore"):
-        half_h = 0.5 * np.exp(enc[:, 2] / sh) * ha
-        half_w = 0.5 * np.exp(enc[:, 3] / sw) * wa
-        yc = enc[:, 0] / sy * ha + yca
-        xc = enc[:, 1] / sx * wa + xca
-        boxes = np.stack([yc - half_h, xc - half_w, yc + half_h, xc + half_w], axis=1)
-    return np.clip(boxes, 0.0, 1.0)
+    table = np.asarray(_anchor_table(anchors), dtype=np.float64)
+    return _decode_rows(_box_encodings(encodings, table.shape[0]), table, scales)
+
+
+def _decode_rows(enc, table, scales=SCALES):
+    """decode_boxes of float64 arrays [K, 4] already checked, (y, x) pairs at a time."""
+    size = table[:, 2:] - table[:, :2]                       # ha, wa
+    centre = table[:, :2] + 0.5 * size                      # yca, xca
+    if scales is SCALES:
+        centre_scale, size_scale = _CENTRE_SCALE, _SIZE_SCALE
+    else:
+        centre_scale = np.array([float(scales[0]), float(scales[1])])
+        size_scale = np.array([float(scales[2]), float(scales[3])])
+    # A huge th/tw overflows to inf: the box then covers the image after clamping. No
+    # real frame comes near; the check is cheaper than np.errstate on old numpy.
+    if np.abs(enc).max() < 500.0:
+        boxes = _box_corners(enc, size, centre, centre_scale, size_scale)
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            boxes = _box_corners(enc, size, centre, centre_scale, size_scale)
+    return np.clip(boxes, 0.0, 1.0, out=boxes)
+
+
+def _box_corners(enc, size, centre, centre_scale, size_scale):
+    half = 0.5 * np.exp(enc[:, 2:] / size_scale) * size     # half height, half width
+    mid = enc[:, :2] / centre_scale * size + centre          # yc, xc
+    return np.concatenate([mid - half, mid + half], axis=1)
+
+
+_CENTRE_SCALE = np.array(SCALES[:2])
+_SIZE_SCALE = np.array(SCALES[2:])
 
 
 def sigmoid(logits):
