@@ -53,6 +53,7 @@ class FrameSource(object):
         self.directory = directory
         self.paths = []
         self._cache = None
+        self.size = None
         if directory is None:
             self._cache = [pattern_image()]
             self.names = ["<test pattern>"]
@@ -67,16 +68,22 @@ class FrameSource(object):
         if not self.paths:
             raise BonnetError("--frames {}: no .jpg, .jpeg or .png file in it: put the "
                               "camera frames there".format(directory))
-        images = [_read(path) for path in self.paths]
+        cache, total = [], 0
+        for path in self.paths:
+            image = _read(path)  # every file is checked at start
+            if not self.size:
+                self.size = image.size
+            total += image.size[0] * image.size[1] * 3
+            if cache is not None and total <= CACHE_BYTES:
+                cache.append(image)
+            else:
+                cache = None
+        self._cache = cache
         self.names = [os.path.basename(path) for path in self.paths]
-        self.size = images[0].size
-        total = sum(image.size[0] * image.size[1] * 3 for image in images)
-        if total <= CACHE_BYTES:
-            self._cache = images
-        else:
+        if cache is None:
             log.info("--frames %s: %d MB of pixels, read from disk at each frame",
                      directory, total >> 20)
-        log.info("camera frames: %d from %s (first %dx%d)", len(images), directory,
+        log.info("camera frames: %d from %s (first %dx%d)", len(self.paths), directory,
                  self.size[0], self.size[1])
 
     def __len__(self):

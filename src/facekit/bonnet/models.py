@@ -28,6 +28,7 @@ import numpy as np
 
 from facekit.bonnet import BonnetError
 from facekit.model import bundle as bundles
+from facekit.model.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ def _config_input_size(bundle_dir):
 class Model(object):
     """A loaded model: the bundle's frozen graph in a TensorFlow session."""
 
-    def __init__(self, name, bundle, sha256, height, width, mean, stddev):
+    def __init__(self, name, bundle, *, sha256, height, width, mean, stddev):
         self.name = name
         self.bundle = bundle
         self.sha256 = sha256
@@ -151,7 +152,7 @@ class Model(object):
         except LoadRefused:
             self.close()
             raise
-        except (BonnetError, ValueError, TypeError, KeyError, tf.errors.OpError) as exc:
+        except (ModelError, ValueError, TypeError, KeyError, tf.errors.OpError) as exc:
             self.close()
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else \
                 type(exc).__name__
@@ -270,7 +271,8 @@ class Registry(object):
             if not check["ok"]:
                 problems.append("{}: {}".format(bundle.path, "; ".join(check["problems"])))
                 continue
-            model = Model(name, bundle, sha256, height, width, mean, stddev)
+            model = Model(name, bundle, sha256=sha256, height=height, width=width, mean=mean,
+                          stddev=stddev)
             return model.open(os.path.join(bundle.path, bundles.GRAPH))
         raise LoadRefused("{}: its bundle does not verify ({}): rebuild or copy it "
                           "again".format(what, " | ".join(problems)))

@@ -193,9 +193,30 @@ def _receive_exactly(sock, size):
     return b"".join(chunks)
 
 
-def read_message(sock):
-    """The next framed message's bytes; None when the peer closed the connection."""
+def quick_ack(sock):
+    """Acknowledge received data at once (Linux TCP_QUICKACK; re-armed before each read).
+
+    AIY's transport sends the 4-byte length and the message in two writes: with a
+    delayed ACK here, Nagle's algorithm holds the message back ~40 ms on the client.
+    """
+    option = getattr(socket, "TCP_QUICKACK", None)
+    if option is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, option, 1)
+        except OSError:
+            pass
+
+
+def read_message(sock, quick=False):
+    """The next framed message's bytes; None when the peer closed the connection.
+
+    quick: acknowledge the length at once (see quick_ack); servers want it.
+    """
+    if quick:
+        quick_ack(sock)
     header = _receive_exactly(sock, _HEADER.size)
+    if quick:
+        quick_ack(sock)
     if header is None:
         return None
     (size,) = _HEADER.unpack(header)

@@ -11,6 +11,7 @@ big-endian length + message) that passes each Request to a Bonnet; serve() runs 
 from the command line until SIGTERM or SIGINT.
 """
 
+import errno
 import hashlib
 import json
 import logging
@@ -146,7 +147,7 @@ class Bonnet(object):
     def __init__(self, registry, frames=None, *, fps=10.0, drop_after=None,
                  report_every=50, state_file=None, proto=None, info=None):
         self.registry = registry
-        self.frames = frames or FrameSource()
+        self.frames = FrameSource() if frames is None else frames
         self.fps = fps
         self.drop_after = drop_after
         self.state_file = state_file
@@ -296,6 +297,7 @@ class Bonnet(object):
                 tensor.data.extend(chosen[name].values.tolist())
             else:
                 tensor.data.extend(values.reshape(-1).tolist())
+        log.debug('%s on "%s": %.1f ms', "frame" if camera else "image", model.name, ms)
         with self._lock:
             report = self.reporter.record(ms, camera)
         if report is not None:
@@ -460,10 +462,11 @@ class _Connection(socketserver.BaseRequestHandler):
         bonnet = server.bonnet
         sock = self.request
         server.track(sock, True)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             while True:
                 try:
-                    data = protocol.read_message(sock)
+                    data = protocol.read_message(sock, quick=True)
                 except BonnetError as exc:
                     log.warning("%s:%d: %s; connection closed", self.client_address[0],
                                 self.client_address[1], exc)
@@ -509,7 +512,7 @@ class BonnetServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             raise BonnetError("cannot listen on {}:{}: {}{}".format(
                 host, port, exc.strerror or exc,
                 ": another bonnet may be running there (`facekit bonnet stop`), or pick "
-                "another --port" if exc.errno == 98 else "")) from None
+                "another --port" if exc.errno == errno.EADDRINUSE else "")) from None
         self.host, self.port = self.server_address[:2]
 
     def track(self, sock, opened):
