@@ -8,10 +8,11 @@ faces as one JSON line per frame on stdout. A status endpoint (facekit.detector.
 and the button's LED say how it is doing.
 
 Exit statuses (EXIT_*): 0 stopped by SIGTERM/SIGINT or after --frames; 1 an unexpected
-failure; 2 bad command line; 3 the Vision Bonnet cannot run the model (it refused to load
-it, or its outputs do not fit the bundle's anchors and labels); 4 the release is missing or
-does not verify against its manifest; 5 the Vision Bonnet cannot be reached, the connection
-was lost, or the bonnet reported an error. Restarting cannot fix 3 or 4.
+failure, the status port taken, or no usable AIY library; 2 bad command line; 3 the Vision
+Bonnet cannot run the model (it refused to load it, or its outputs do not fit the bundle's
+anchors and labels); 4 the release is missing or does not verify against its manifest; 5
+the Vision Bonnet cannot be reached, the connection was lost, or the bonnet reported an
+error. Restarting cannot fix 3 or 4.
 
 Python 3.5; imports only the standard library, numpy (through decode), the aiy library and
 facekit.model.bundle/errors: this runs on the kit.
@@ -70,6 +71,13 @@ class DetectorError(Exception):
         self.exit_status = exit_status
 
 
+class BonnetLost(DetectorError):
+    """The connection to the bonnet broke: nothing more can be said to it (exit 5)."""
+
+    def __init__(self, message):
+        DetectorError.__init__(self, message, EXIT_BONNET)
+
+
 class _StopNow(BaseException):
     """Raised by a signal handler to abandon a call the bonnet does not answer.
 
@@ -81,7 +89,7 @@ class _StopNow(BaseException):
 class Model(object):
     """A verified bundle as the service uses it."""
 
-    def __init__(self, path, name, version, labels, anchors, input_size, compute_graph):
+    def __init__(self, path, *, name, version, labels, anchors, input_size, compute_graph):
         self.path = path
         self.name = name
         self.version = version
@@ -181,8 +189,8 @@ def open_bundle(path, input_size=None):
             EXIT_BUNDLE)
     if input_size is None:
         input_size = _manifest_input_size(manifest, path) or DEFAULT_INPUT_SIZE
-    return Model(path, manifest.get("name") or check["name"], check["version"], labels,
-                 anchors, input_size, compute_graph)
+    return Model(path, name=check["name"], version=check["version"], labels=labels,
+                 anchors=anchors, input_size=input_size, compute_graph=compute_graph)
 
 
 # ---- decoding a frame -----------------------------------------------------------------
@@ -302,11 +310,13 @@ def face_record(detection, labels, window):
     ])
 
 
-def frame_record(frame, when, model, faces, duration_ms):
-    """The JSON line published for a frame with faces."""
+def frame_record(frame, when, model, faces, duration_ms, camera_frame=None):
+    """The JSON line published for a frame with faces. camera_frame is the bonnet's own frame
+    index (counted from the camera's start), which ties a line to the image it came from."""
     return collections.OrderedDict([
-        ("frame", frame), ("time", round(when, 3)), ("model", model.name),
+        ("frame", frame), ("time", when), ("model", model.name),
         ("version", model.version), ("faces", faces), ("ms", duration_ms),
+        ("camera_frame", camera_frame),
     ])
 
 
@@ -314,8 +324,14 @@ def frame_record(frame, when, model, faces, duration_ms):
 
 def _aiy_inference():
     # Imported here: the release checks above need neither the library nor its protobuf.
-    from aiy.vision import inference  # noqa: PLC0415
-
+    try:
+        from aiy.vision import inference  # noqa: PLC0415
+    except Exception as exc:  # noqa: BLE001 - old generated protobuf code fails in many ways
+        raise DetectorError(
+            "cannot import the AIY library's aiy.vision.inference ({}: {}): install "
+            "aiy-projects-python 1.4 with protobuf <= 3.20, or set "
+            "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python for protobuf 3.21 to 4.24".format(
+                type(exc).__name__, exc), EXIT_FAILURE) from None
     return inference
 
 
@@ -367,9 +383,9 @@ class Bonnet(object):
     unreachable bonnet, a lost connection or a bonnet error as exit 5.
     """
 
-    def __init__(self, model, sparse_configs):
+    def __init__(self, model, configs):
         self.model = model
-        self.sparse_configs = sparse_configs
+        self.configs = configs
         self._inference = _aiy_inference()
         self._engine = None
         self._camera = None
@@ -390,10 +406,10 @@ class Bonnet(object):
         except (TypeError, OSError) as exc:
             # The socket transport returns None for a closed connection, which the
             # library hands to protobuf: a TypeError. A reset gives an OSError.
-            raise DetectorError(
+            raise BonnetLost(
                 "lost the connection to the Vision Bonnet at {} while {} ({}: {}): the bonnet "
                 "stopped or closed it".format(bonnet_address(), action, type(exc).__name__,
-                                              exc), EXIT_BONNET) from None
+                                              exc)) from None
         except _protobuf_decode_error() as exc:
             raise DetectorError("the Vision Bonnet at {} sent a message that is not the AIY "
                                 "protocol while {}: {}".format(bonnet_address(), action, exc),
@@ -457,6 +473,8 @@ class Bonnet(object):
             loaded = self._loaded_models("checking that model {} loaded".format(
                 model.bonnet_name))
             if model.bonnet_name not in loaded:
+                for message in messages[:-1]:
+                    log.warning("AIY library: %s", message)
                 raise DetectorError(
                     "the Vision Bonnet did not load model {} {} ({}): {}".format(
                         model.name, model.version, model.compiled_path,
@@ -470,7 +488,7 @@ class Bonnet(object):
         # loading and unloading to this object.
         with self._calls("starting camera inference"):
             self._camera = self._inference.CameraInference(
-                descriptor, sparse_configs=self.sparse_configs)
+                descriptor, sparse_configs=self.configs)
         self._frames = self._camera.run()
 
     def next_result(self, frame):
@@ -615,8 +633,8 @@ class StopSignals(object):
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self, grace=STOP_GRACE):
-        self.grace = grace
+    def __init__(self, grace=None):
+        self.grace = STOP_GRACE if grace is None else grace
         self.signum = None
         self._saved = {}
 
@@ -692,8 +710,11 @@ class Service(object):
             return EXIT_OK
         except Exception as exc:
             self.status.set_error(str(exc))
+            self.status.set_loaded(False)
             self._lights(Lights.ERROR)
-            if self.bonnet is not None:
+            if isinstance(exc, BonnetLost):
+                self.bonnet.abandon()
+            elif self.bonnet is not None:
                 self._close_bonnet()
             raise
         finally:
@@ -716,6 +737,7 @@ class Service(object):
 
     def _run(self):
         args = self.args
+        self.lights = Lights()
         path = resolve_release(args.models, args.release)
         self.model = model = open_bundle(path, args.input_size)
         self.status.set_model(model.name, model.version, model.path)
@@ -737,7 +759,6 @@ class Service(object):
                      *self.server.address)
         else:
             log.info("status endpoint off (--status-port 0)")
-        self.lights = Lights()
         self.bonnet = Bonnet(model, sparse_configs(model, args.threshold))
         self.bonnet.open()
         self.status.set_loaded(True)
@@ -759,23 +780,25 @@ class Service(object):
         while not self.stop.requested and (args.frames is None or self.frames < args.frames):
             result = self.bonnet.next_result(self.frames + 1)
             self.frames += 1
-            self._frame(result)
             if self.frames == 1:
                 log.info("first frame %.1f s after the camera started: window %s, %d ms",
                          time.monotonic() - started, frame_window(result, self.model),
                          result.duration_ms)
+            self._frame(result)
 
     def _frame(self, result):
         args, model = self.args, self.model
         detections = result_detections(result, model, args.threshold, args.iou,
                                        args.max_detections)
-        when = time.time()
+        when = round(time.time(), 3)
         window = frame_window(result, model)
         faces = [face_record(det, model.labels, window) for det in detections]
         self.status.record_frame(self.frames, when, faces)
         if faces:
+            camera = getattr(result, "frame", None)
             self.publisher.publish(frame_record(self.frames, when, model, faces,
-                                                result.duration_ms))
+                                                result.duration_ms,
+                                                getattr(camera, "index", None)))
             log.info("frame %d: %d face%s (%d ms): %s", self.frames, len(faces),
                      "" if len(faces) == 1 else "s", result.duration_ms,
                      "; ".join("{} {:.2f} at {}".format(f["label"], f["score"], f["box"])
@@ -796,7 +819,7 @@ class Service(object):
                 or now - self._last_idle_log >= self.args.idle_log_seconds):
             log.info("frames %d-%d: no faces (%d frame%s; %.1f fps)", self._idle_since, frame,
                      self._idle_frames, "" if self._idle_frames == 1 else "s",
-                     self.status.snapshot()["fps"])
+                     self.status.fps())
             self._last_idle_log = now
             self._idle_frames = 0
 
@@ -825,7 +848,8 @@ def build_parser():
         description="Run the face detector of a deployed model release on the Vision Bonnet: "
                     "one JSON line per frame with faces on stdout, logs on stderr, status on "
                     "http://HOST:PORT/status and /healthz.",
-        epilog="Exit status: 0 stopped (SIGTERM/SIGINT, --frames); 1 unexpected failure; "
+        epilog="Exit status: 0 stopped (SIGTERM/SIGINT, --frames); 1 unexpected failure, "
+               "the status port taken or no usable AIY library; "
                "2 bad options; 3 the Vision Bonnet cannot run the model (refused it, or "
                "its outputs do not fit the bundle); 4 the release is missing or does not "
                "verify; 5 the Vision Bonnet is unreachable, the connection was lost, or it "

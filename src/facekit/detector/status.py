@@ -50,7 +50,6 @@ class Status(object):
         self._faces_seen = 0
         self._last = None
         self._last_at = None
-        self._first_at = None
         self._recent = collections.deque()
         self._error = None
         self._started = wall()
@@ -76,8 +75,6 @@ class Status(object):
             self._faces_seen += len(faces)
             self._last = {"frame": frame, "time": when, "faces": list(faces)}
             self._last_at = now
-            if self._first_at is None:
-                self._first_at = now
             self._recent.append(now)
             self._prune(now)
 
@@ -108,11 +105,16 @@ class Status(object):
             return self._health(now)
 
     def _fps(self, now):
+        # Intervals since the oldest frame of the window, up to now: a stall lowers it.
         self._prune(now)
-        if not self._recent:
-            return 0.0
-        span = min(self._fps_window, now - self._first_at)
-        return len(self._recent) / span if span > 0 else 0.0
+        span = now - self._recent[0] if self._recent else 0.0
+        return (len(self._recent) - 1) / span if span > 0 else 0.0
+
+    def fps(self):
+        """Frames a second over the last fps_window seconds."""
+        now = self._clock()
+        with self._lock:
+            return round(self._fps(now), 2)
 
     def snapshot(self):
         """The /status document as a dict."""
