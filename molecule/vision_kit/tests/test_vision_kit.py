@@ -26,7 +26,7 @@ def versions():
 def _status(host):
     out = host.check_output(
         "python3 -c 'import urllib.request,sys; sys.stdout.write(urllib.request.urlopen("
-        "\"http://127.0.0.1:%s/status\", timeout=5).read().decode())'", KIT["kit_status_port"])
+        "\"http://127.0.0.1:%s/status\", timeout=5).read().decode())'", str(KIT["kit_status_port"]))
     return json.loads(out)
 
 
