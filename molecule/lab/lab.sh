@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The local container lab (inventory/lab).
-#   lab.sh up     build/reuse the image, serve the stand-ins, start the lab hosts,
-#                 run site.yml on them, print a summary
+#   lab.sh up     build/reuse the image, serve the stand-ins, start the lab hosts and a software
+#                 Vision Bonnet per kit, run site.yml on them, print a summary
+#                 (LAB_KITS=N: N kits instead of inventory/lab's 2)
 #   lab.sh hosts  build/reuse the image and start the lab hosts only
 #   lab.sh down   remove the lab hosts and stop the stand-in server
 #
@@ -17,9 +18,28 @@ root=$(cd "$lab/../.." && pwd)
 cd "$root"
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$lab/containers.conf}
 export ANSIBLE_CONFIG=${ANSIBLE_CONFIG:-$root/ansible.cfg}
-inventory=inventory/lab
 state=$root/.cache/lab
 standins=$state/standins
+# inventory/lab has two kits; LAB_KITS=N adds facekit-lab-kit3..N in a second inventory file.
+inventory=(-i inventory/lab)
+kits=${LAB_KITS:-2}
+if ! [[ $kits =~ ^[0-9]+$ ]] || ((kits < 2 || kits > 50)); then
+    echo "lab: LAB_KITS=$kits: give a number of kits from 2 (inventory/lab's) to 50" >&2
+    exit 2
+fi
+extra_kits() {
+    mkdir -p "$state"
+    {
+        echo "# Written by molecule/lab/lab.sh for LAB_KITS=$kits: kits beyond inventory/lab's two."
+        echo "vision_kits:"
+        echo "  hosts:"
+        for ((n = 3; n <= kits; n++)); do echo "    facekit-lab-kit$n: {}"; done
+    } >"$state/extra_kits.yml"
+}
+if ((kits > 2)); then
+    extra_kits
+    inventory+=(-i "$state/extra_kits.yml")
+fi
 # The controller venv's Python has PyYAML, numpy and Pillow (standins.py needs them).
 python=$root/.venv/bin/python
 [[ -x $python ]] || python=python3
@@ -45,7 +65,11 @@ find_python36() {
 
 hosts_up() {
     "$lab/build-image.sh" >/dev/null
-    ansible-playbook -i "$inventory" playbooks/lab_up.yml
+    ansible-playbook "${inventory[@]}" playbooks/lab_up.yml
+}
+
+bonnets() {
+    ansible-playbook "${inventory[@]}" -e "bonnet_state=$1" "$lab/bonnets.yml"
 }
 
 standins_up() {
@@ -61,11 +85,13 @@ case ${1:-} in
         hosts_up
         if site_ready; then
             standins_up
+            bonnets started
             start=$SECONDS
-            ansible-playbook -i "$inventory" -e "@$standins/role_vars.json" site.yml
-            "$python" "$lab/summary.py" --standins "$standins" --seconds $((SECONDS - start))
+            ansible-playbook "${inventory[@]}" -e "@$standins/role_vars.json" site.yml
+            "$python" "$lab/summary.py" --standins "$standins" --seconds $((SECONDS - start)) \
+                --kits "$(ansible-inventory "${inventory[@]}" --graph vision_kits | sed -n 's/^.*--//p' | paste -sd, -)"
         else
-            echo "lab: hosts are up; site.yml is not ready, so not running: ansible-playbook -i $inventory site.yml"
+            echo "lab: hosts are up; site.yml is not ready, so not running: ansible-playbook ${inventory[*]} site.yml"
         fi
         ;;
     hosts)
@@ -73,7 +99,12 @@ case ${1:-} in
         hosts_up
         ;;
     down)
-        ansible-playbook -i "$inventory" playbooks/lab_down.yml
+        # Every kit a LAB_KITS run may have added, whatever LAB_KITS says now.
+        if [[ -f $state/extra_kits.yml && $kits -le 2 ]]; then
+            inventory+=(-i "$state/extra_kits.yml")
+        fi
+        bonnets stopped
+        ansible-playbook "${inventory[@]}" playbooks/lab_down.yml
         if [[ -d $standins ]]; then
             "$python" "$lab/standins.py" stop --dir "$standins" >/dev/null
         fi
