@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""The summary `make lab` prints after site.yml: where the bundle is, what it holds, what ran
-for real in the lab, and which stand-ins served what this machine cannot reach.
+"""The summary `make lab` prints after site.yml: where the bundle is, what it holds, what each
+Vision Kit runs and detects, what ran for real in the lab, and which stand-ins served what this
+machine cannot reach.
 
     summary.py --standins .cache/lab/standins [--artifacts artifacts/models] [--seconds N]
+               [--kits facekit-lab-kit1,facekit-lab-kit2]
 
 Reads the role variables standins.py wrote (role_vars.json, server.json) and the bundle the
 training stage fetched (artifacts/models/<name>/current.json and its manifest.json).
@@ -13,6 +15,8 @@ import glob
 import json
 import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -55,6 +59,37 @@ def bundle_lines(artifacts):
                      "again to pick it up)".format(os.path.relpath(artifacts, REPO))]
 
 
+def kit_lines(kits, frames_dir):
+    """Each kit's release, service, faces, and its detections against the held-out images."""
+    if not kits:
+        return []
+    import kit_report  # noqa: PLC0415 - next to this file
+
+    if not os.path.isfile(os.path.join(frames_dir, "ground_truth.json")):
+        return ["kits: no held-out images at {}".format(frames_dir)]
+    lines = ["Vision Kits (software bonnets cycling {} held-out images; detections at score "
+             "0.5, IoU 0.5):".format(len(kit_report.frame_names(frames_dir)))]
+    for state in kit_report.report(kits, frames_dir):
+        status = state["status"] or {}
+        det = state["detections"]
+        lines.append("  {}  release {}  service {}  {}".format(
+            state["kit"], state["release"] or "-", state["active"] or "?",
+            "healthy" if status.get("healthy") else "NOT healthy: {}".format(
+                status.get("reason") or status.get("error") or "no status endpoint")))
+        if status:
+            last = status.get("last") or {}
+            lines.append("    {} frames, {:.1f} fps, {} faces reported; last frame: {}".format(
+                status.get("frames", 0), status.get("fps") or 0.0, status.get("faces_seen", 0),
+                ", ".join("{} {:.2f} at {}".format(f["label"], f["score"], f["box"])
+                          for f in last.get("faces") or []) or "no faces"))
+        if det["faces"]:
+            lines.append("    held-out images: {} shown, {} faces: recall {}, precision {} "
+                         "({} true, {} false positives)".format(
+                             det["images"], det["faces"], det["recall"], det["precision"],
+                             det["true_positives"], det["false_positives"]))
+    return lines
+
+
 def real_lines(role_vars):
     python = role_vars.get("training_host_venv_python", "Python 3.6")
     packages = role_vars.get("training_host_venv_packages", [])
@@ -68,6 +103,8 @@ def real_lines(role_vars):
         "  dataset    download with checksums, unzip, facekit dataset convert (train, val)",
         "  training   the Object Detection API's own trainer as a systemd unit, "
         "export_inference_graph.py, facekit model check / anchors / bundle, fetch + verify",
+        "  kits       roles/vision_kit: AIY's client library 1.4, the detector service, releases, "
+        "health gate; the bonnet runs the bundle's frozen graph with TensorFlow",
     ]
 
 
@@ -90,6 +127,9 @@ def standin_lines(role_vars, built):
         "  Bonnet compiler (Google) -> molecule/lab/bonnet_compiler_standin.py at {}: checks "
         "the arguments and the graph, writes a file that names the graph".format(
             role_vars.get("detector_training_compiler_url", "-")),
+        "  Raspberry Pi Zero W      -> a Debian 12 container per kit (x86_64)",
+        "  Vision Bonnet            -> `facekit bonnet serve` per kit on loopback: AIY's "
+        "protocol over TCP, frames from the held-out images",
     ]
 
 
@@ -100,12 +140,17 @@ def main(argv=None):
     parser.add_argument("--artifacts", default=os.path.join(REPO, "artifacts", "models"),
                         help="where the training stage fetches bundles (default: artifacts/models)")
     parser.add_argument("--seconds", type=int, help="how long site.yml took")
+    parser.add_argument("--kits", default="", help="the kit containers, comma-separated")
+    parser.add_argument("--frames", help="the bonnets' frames (default: the stand-ins' held-out "
+                                         "images)")
     args = parser.parse_args(argv)
     role_vars = _load(os.path.join(args.standins, "role_vars.json")) or {}
     server = _load(os.path.join(args.standins, "server.json")) or {}
     lines = ["", "== facekit lab" + (": site.yml took {}".format(_duration(args.seconds))
                                      if args.seconds is not None else "") + " =="]
     lines += bundle_lines(args.artifacts)
+    frames = args.frames or os.path.join(args.standins, "www", "widerface", "heldout")
+    lines += kit_lines([k for k in args.kits.split(",") if k], frames)
     lines += real_lines(role_vars)
     lines += standin_lines(role_vars, server.get("built"))
     sys.stdout.write("\n".join(lines) + "\n")
