@@ -1,0 +1,93 @@
+"""The chain after converge (site.yml, 20 steps, three kits) and side_effect (trained on to 30
+steps, rolled out one kit at a time with no failure allowed while kit2's bonnet refuses it)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+testinfra_hosts = ["podman://facekit-site-kit1", "podman://facekit-site-kit2",
+                   "podman://facekit-site-kit3"]
+
+EPHEMERAL = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "")
+ARTIFACTS = os.path.join(EPHEMERAL, "artifacts", "face_ssd_embedded")
+MODELS = "/opt/facekit/models"
+STATUS_PORTS = {"facekit-site-kit1": 8201, "facekit-site-kit2": 8202, "facekit-site-kit3": 8203}
+
+
+@pytest.fixture(scope="module")
+def rollout():
+    with open(os.path.join(EPHEMERAL, "rollout.json")) as fh:
+        versions = json.load(fh)
+    with open(os.path.join(EPHEMERAL, "rollout.log")) as fh:
+        versions["log"] = fh.read()
+    return versions
+
+
+def _name(host):
+    return host.backend.name
+
+
+def _status(host):
+    out = host.check_output(
+        "python3 -c 'import urllib.request,sys; sys.stdout.write(urllib.request.urlopen("
+        "\"http://127.0.0.1:%s/status\", timeout=5).read().decode())'",
+        str(STATUS_PORTS[_name(host)]))
+    return json.loads(out)
+
+
+def test_training_fetched_both_bundles(host, rollout):
+    if _name(host) != "facekit-site-kit1":
+        pytest.skip("controller-side check, once")
+    with open(os.path.join(ARTIFACTS, "current.json")) as fh:
+        assert json.load(fh)["version"] == rollout["new"]
+    for version in (rollout["old"], rollout["new"]):
+        result = subprocess.run([sys.executable, "-m", "facekit.cli", "model", "verify",
+                                 os.path.join(ARTIFACTS, version)],
+                                check=False, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                universal_newlines=True)
+        assert result.returncode == 0, result.stderr
+
+
+def test_each_kit_serves_what_the_rollout_left(host, rollout):
+    expected = {"facekit-site-kit1": rollout["new"], "facekit-site-kit2": rollout["old"],
+                "facekit-site-kit3": rollout["old"]}[_name(host)]
+    assert host.file(MODELS + "/current").linked_to == MODELS + "/releases/" + expected
+    assert host.service("facekit-detector").is_running
+    status = _status(host)
+    assert status["healthy"] is True, status
+    assert status["model"]["version"] == expected
+    assert status["frames"] > 0
+
+
+def test_refusing_kit_rolled_back(host, rollout):
+    journal = host.check_output("journalctl -u facekit-detector -o cat --no-pager")
+    refused = "did not load model face_ssd_embedded " + rollout["new"]
+    if _name(host) == "facekit-site-kit2":
+        assert refused in journal
+        # The new release stays on disk for the next attempt; current went back.
+        assert host.file(MODELS + "/releases/" + rollout["new"]).is_directory
+    else:
+        assert refused not in journal
+    if _name(host) == "facekit-site-kit3":
+        # Never reached: the rollout stopped after kit2's batch.
+        assert not host.file(MODELS + "/releases/" + rollout["new"]).exists
+
+
+def test_rollout_stopped_and_recap_names_each_kit(host, rollout):
+    if _name(host) != "facekit-site-kit1":
+        pytest.skip("controller-side check, once")
+    log = rollout["log"]
+    assert rollout["rc"] != 0
+    assert "VISION KITS" in log
+    recap = log[log.index("VISION KITS"):]
+    lines = {line.split()[0]: line for line in recap.splitlines()
+             if line.startswith("facekit-site-kit")}
+    assert "face_ssd_embedded {}  updated from {}".format(
+        rollout["new"], rollout["old"]) in lines["facekit-site-kit1"]
+    assert "face_ssd_embedded {}  rolled back (wanted {})".format(
+        rollout["old"], rollout["new"]) in lines["facekit-site-kit2"]
+    assert "refused" in lines["facekit-site-kit2"]
+    assert "not reached" in lines["facekit-site-kit3"]
