@@ -19,15 +19,17 @@ PY35_CODE := src/facekit/__init__.py src/facekit/cli.py src/facekit/model/__init
 	src/facekit/dataset/__init__.py src/facekit/dataset/interrupts.py src/facekit/dataset/files.py \
 	src/facekit/dataset/errors.py src/facekit/dataset/filters.py roles/vision_kit/files
 
-.PHONY: help test venv py36 kit-env lint pytest molecule lab lab-down bench clean
+.PHONY: help test venv py36 kit-env lint pytest molecule lab lab-down bench bench-fleet clean
 
 help:
-	@echo "make lab        run site.yml on the local container lab (real training; LAB_TRAIN_STEPS=N) and print a summary"
+	@echo "make lab        run site.yml on the local container lab: training host + 2 kits (LAB_KITS=N, LAB_TRAIN_STEPS=N,"
+	@echo "                LAB_SOURCES=real) and print a summary"
 	@echo "make test       install everything, lint, run pytest and every Molecule scenario"
 	@echo "make lint       ansible-lint (production), yamllint, ruff, vermin (Python 3.6; 3.5 for the kit's code)"
 	@echo "make pytest     the Python tests of src/ and molecule/lab (also on Python 3.6 + TensorFlow 1.7 when a Python 3.6 exists)"
 	@echo "make molecule   every Molecule scenario (SCENARIO=name runs one)"
-	@echo "make bench      the dataset conversion benchmark (prints figures, no pass/fail)"
+	@echo "make bench      the dataset conversion, kit decoder and software bonnet benchmarks (figures, no pass/fail)"
+	@echo "make bench-fleet the deploy stage's time for fleets of 2, 5 and 10 kit containers"
 	@echo "make lab-down   remove the lab containers and stop the stand-in server"
 
 test: lint pytest molecule
@@ -67,8 +69,14 @@ lab: venv
 lab-down: venv
 	molecule/lab/lab.sh down
 
-bench: venv
+bench: venv kit-env
 	python benchmarks/bench_convert.py
+	python benchmarks/bench_decode.py
+	python benchmarks/bench_bonnet.py
+
+# The deploy stage's wall time for 2, 5 and 10 kit containers (podman; about 15 minutes).
+bench-fleet: venv
+	python benchmarks/bench_fleet.py
 
 clean:
 	rm -rf $(VENV) .venv-py36 .venv-kit .pytest_cache .ruff_cache

@@ -151,8 +151,12 @@ def main(argv=None):
     lines += bundle_lines(args.artifacts)
     frames = args.frames or os.path.join(args.standins, "www", "widerface", "heldout")
     lines += kit_lines([k for k in args.kits.split(",") if k], frames)
-    lines += real_lines(role_vars)
-    lines += standin_lines(role_vars, server.get("built"))
+    if role_vars:
+        lines += real_lines(role_vars)
+        lines += standin_lines(role_vars, server.get("built"))
+    else:
+        lines.append("sources: the real ones (LAB_SOURCES=real); stand-ins only for the Raspberry "
+                     "Pi (containers) and the Vision Bonnet (facekit bonnet serve)")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
