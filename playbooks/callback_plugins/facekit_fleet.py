@@ -38,7 +38,7 @@ class CallbackModule(CallbackBase):
         if not play.vars.get("facekit_fleet_play"):
             return
         try:
-            inventory = play.get_variable_manager()._inventory  # noqa: SLF001 - no public accessor
+            inventory = play._variable_manager._inventory  # noqa: SLF001 - no public accessor
             hosts = [h.name for h in inventory.get_hosts(play.hosts)]
         except Exception:  # noqa: BLE001 - a recap must never break a run
             hosts = []
