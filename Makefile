@@ -48,7 +48,7 @@ py36: venv
 lint: venv
 	ansible-lint --profile production --strict
 	yamllint --strict .
-	ruff check src benchmarks molecule
+	ruff check src benchmarks molecule playbooks roles
 	vermin --no-tips --violations --eval-annotations -t=3.6- $(PY36_CODE)
 	vermin --no-tips --violations --eval-annotations -t=3.5- $(PY35_CODE)
 

@@ -7,6 +7,8 @@ or rolled back; plays that set facekit_fleet_play in their vars are the kits' pl
 they never reached (the rollout stopped first) are listed too.
 """
 
+from ansible.plugins.callback import CallbackBase
+
 DOCUMENTATION = """
     name: facekit_fleet
     type: aggregate
@@ -19,7 +21,6 @@ DOCUMENTATION = """
       - enable in ansible.cfg (callbacks_enabled)
 """
 
-from ansible.plugins.callback import CallbackBase
 
 
 class CallbackModule(CallbackBase):

@@ -134,7 +134,7 @@ def test_face_records_are_in_the_frame_window():
     face = service.face_record(det, ["face"], (10, 20, 200, 100))
     assert list(face.items()) == [("label", "face"), ("score", 0.9123),
                                   ("box", [50, 30, 80, 40]), ("norm", [0.1, 0.2, 0.5, 0.6])]
-    record = service.frame_record(4, 1700000000.123, fake_model(), [face], 33, 17)
+    record = service.frame_record(4, 1700000000.123, fake_model(), [face], 33, camera_frame=17)
     assert json.dumps(record) == (
         '{"frame": 4, "time": 1700000000.123, "model": "faces", "version": "abc", '
         '"faces": [{"label": "face", "score": 0.9123, "box": [50, 30, 80, 40], '

@@ -310,7 +310,7 @@ def face_record(detection, labels, window):
     ])
 
 
-def frame_record(frame, when, model, faces, duration_ms, camera_frame=None):
+def frame_record(frame, when, model, faces, duration_ms, *, camera_frame=None):
     """The JSON line published for a frame with faces. camera_frame is the bonnet's own frame
     index (counted from the camera's start), which ties a line to the image it came from."""
     return collections.OrderedDict([
@@ -798,7 +798,7 @@ class Service(object):
             camera = getattr(result, "frame", None)
             self.publisher.publish(frame_record(self.frames, when, model, faces,
                                                 result.duration_ms,
-                                                getattr(camera, "index", None)))
+                                                camera_frame=getattr(camera, "index", None)))
             log.info("frame %d: %d face%s (%d ms): %s", self.frames, len(faces),
                      "" if len(faces) == 1 else "s", result.duration_ms,
                      "; ".join("{} {:.2f} at {}".format(f["label"], f["score"], f["box"])
