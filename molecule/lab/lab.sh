@@ -11,6 +11,14 @@
 # download from sites the lab cannot reach comes from standins.py, a loopback HTTP server started
 # here and reachable from the hosts (they share the host's network); its role variables go to
 # .cache/lab/standins/role_vars.json and are passed with -e @file.
+#
+# LAB_SOURCES=real (on a machine that reaches the internet) uses the real sources instead of the
+# stand-ins: Anaconda's installer and PyPI for the training host's Python 3.6 + TensorFlow 1.7.1,
+# protoc from GitHub, tensorflow/models at its pinned commit, WIDER FACE from the role's mirrors and
+# Google's Bonnet compiler, with a short training (LAB_TRAIN_STEPS, default 200 here). Two digests
+# have no default and must be given: LAB_PROTOC_SHA256 (the protoc zip) and LAB_COMPILER_SHA256
+# (bonnet_model_compiler_latest.tgz); the compiler needs a Python 2.7 (PYTHON27=, python2.7 on
+# PATH or a pyenv build), bind-mounted like the Python 3.6. The kits still use software bonnets.
 set -euo pipefail
 
 lab=$(cd "$(dirname "$0")" && pwd)
@@ -79,15 +87,59 @@ standins_up() {
     echo "lab: stand-ins served; role variables in ${standins#"$root"/}/role_vars.json"
 }
 
+# The extra variables of a LAB_SOURCES=real run (see the top of this file).
+real_sources() {
+    local missing=() candidate
+    [[ -n ${LAB_PROTOC_SHA256:-} ]] || missing+=(LAB_PROTOC_SHA256)
+    [[ -n ${LAB_COMPILER_SHA256:-} ]] || missing+=(LAB_COMPILER_SHA256)
+    if ((${#missing[@]})); then
+        echo "lab: LAB_SOURCES=real needs ${missing[*]}: the sha256 of the file you checked (protoc-3.5.1-linux-x86_64.zip, bonnet_model_compiler_latest.tgz); nothing upstream publishes them." >&2
+        exit 2
+    fi
+    python27=${PYTHON27:-}
+    if [[ -z $python27 ]]; then
+        for candidate in python2.7 "$HOME"/.pyenv/versions/2.7*/bin/python2.7; do
+            if "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (2, 7))' 2>/dev/null; then
+                python27=$(command -v "$candidate")
+                break
+            fi
+        done
+    fi
+    if [[ -z $python27 ]]; then
+        echo "lab: LAB_SOURCES=real runs Google's Bonnet compiler, a Python 2.7 program, and Debian 12 has no python2: set PYTHON27=/path/to/python2.7 (\`pyenv install 2.7.18\` makes one)." >&2
+        exit 2
+    fi
+    FACEKIT_PY27_PREFIX=$(dirname "$(dirname "$python27")")
+    export FACEKIT_PY27_PREFIX
+    # No stand-ins in this run: the summary must not show an earlier run's.
+    standins=$state/no-standins
+    site_vars=(-e training_host_python=anaconda -e training_host_pip_no_index=false
+               -e "training_host_protoc_sha256=$LAB_PROTOC_SHA256"
+               -e "detector_training_compiler_sha256=$LAB_COMPILER_SHA256"
+               -e "detector_training_compiler_python=$python27"
+               -e "detector_training_num_steps=${LAB_TRAIN_STEPS:-200}")
+}
+
 case ${1:-} in
     up)
-        find_python36
+        site_vars=()
+        if [[ ${LAB_SOURCES:-standins} == real ]]; then
+            real_sources
+        elif [[ ${LAB_SOURCES:-standins} != standins ]]; then
+            echo "lab: LAB_SOURCES=${LAB_SOURCES}: use standins (the default) or real" >&2
+            exit 2
+        else
+            find_python36
+        fi
         hosts_up
         if site_ready; then
-            standins_up
+            if ((${#site_vars[@]} == 0)); then
+                standins_up
+                site_vars=(-e "@$standins/role_vars.json")
+            fi
             bonnets started
             start=$SECONDS
-            ansible-playbook "${inventory[@]}" -e "@$standins/role_vars.json" site.yml
+            ansible-playbook "${inventory[@]}" "${site_vars[@]}" site.yml
             "$python" "$lab/summary.py" --standins "$standins" --seconds $((SECONDS - start)) \
                 --kits "$(ansible-inventory "${inventory[@]}" --graph vision_kits | sed -n 's/^.*--//p' | paste -sd, -)"
         else
