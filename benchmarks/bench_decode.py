@@ -26,6 +26,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
 
 import numpy as np  # noqa: E402
 
+try:  # only for the "protobuf data" input form
+    from google.protobuf import __version__ as PROTOBUF_VERSION
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    from google.protobuf.internal import api_implementation
+except ImportError:
+    PROTOBUF_VERSION = None
+
 from facekit.detector import decode  # noqa: E402
 from facekit.model.anchors import model_anchors  # noqa: E402
 from facekit.model.config import EMBEDDED_SSD_256  # noqa: E402
@@ -159,7 +166,7 @@ class Frame(object):
         return len(set(a for a, _, _ in self.hits))
 
 
-def build_frame(name, table, rng, grid, faces, per_face, size):
+def build_frame(name, table, rng, *, grid, faces, per_face, size):
     """faces in distinct cells of a grid x grid layout, per_face anchors above the
     threshold each (those that overlap the face most), every other anchor below."""
     count = table.shape[0]
@@ -192,6 +199,40 @@ def build_frame(name, table, rng, grid, faces, per_face, size):
 
 # ---------------------------------------------------------------- checks and timing
 
+def protobuf_floats(values):
+    """values as the repeated float `data` of a protobuf message (the FloatTensor's field
+    type), or None without a usable protobuf. The class is built from a descriptor, so
+    AIY's generated module is not needed (it does not import under protobuf >= 4)."""
+    if PROTOBUF_VERSION is None:
+        return None
+    try:
+        proto = descriptor_pb2.FileDescriptorProto(name="bench_decode.proto",
+                                                   package="bench_decode")
+        message = proto.message_type.add(name="FloatTensor")
+        message.field.add(name="data", number=1,
+                          label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
+                          type=descriptor_pb2.FieldDescriptorProto.TYPE_FLOAT)
+        pool = descriptor_pool.DescriptorPool()
+        pool.Add(proto)
+        descriptor = pool.FindMessageTypeByName("bench_decode.FloatTensor")
+        if hasattr(message_factory, "GetMessageClass"):
+            cls = message_factory.GetMessageClass(descriptor)
+        else:
+            cls = message_factory.MessageFactory(pool).GetPrototype(descriptor)
+        tensor = cls()
+        tensor.data.extend(values)
+        # As received: parsed from the bytes the bonnet sends.
+        return cls.FromString(tensor.SerializeToString()).data
+    except Exception:  # noqa: BLE001 - any protobuf trouble only skips that input form
+        return None
+
+
+def protobuf_implementation():
+    if PROTOBUF_VERSION is None:
+        return "no protobuf"
+    return "protobuf {} ({})".format(PROTOBUF_VERSION, api_implementation.Type())
+
+
 def as_tuples(detections):
     """[(class_id, score, ymin, xmin, ymax, xmax)] of decoder Detections."""
     return [(d.class_id, d.score, d.ymin, d.xmin, d.ymax, d.xmax) for d in detections]
@@ -215,28 +256,79 @@ def check_same(label, got, expected):
             label, problem))
 
 
-def measure(fn, repeat, min_time):
-    """(median, best) seconds per call: `repeat` runs of a loop count that lasts at
-    least min_time, as timeit does (garbage collection off while timing)."""
+def loops_for(fn, min_time):
+    """How many calls of fn last at least min_time (as timeit's autorange)."""
     timer = timeit.Timer(fn)
     number = 1
     while True:
         elapsed = timer.timeit(number)
         if elapsed >= min_time:
-            break
+            return number
         number = max(number * 2, int(number * min_time / max(elapsed, 1e-9) * 1.2))
-    runs = [elapsed] + timer.repeat(repeat=max(repeat - 1, 0), number=number)
-    per_call = [t / number for t in runs]
-    return statistics.median(per_call), min(per_call)
+
+
+def measure_interleaved(fns, repeat, min_time):
+    """Seconds per call of each fn, one list per fn: `repeat` rounds, each timing every
+    fn once (a loop lasting at least min_time, garbage collection off, as timeit), so a
+    plain loop and a decoder in one round share the machine's load of that moment."""
+    timers = [(timeit.Timer(fn), loops_for(fn, min_time)) for fn in fns]
+    per_call = [[] for _ in fns]
+    for _ in range(repeat):
+        for times, (timer, number) in zip(per_call, timers):
+            times.append(timer.timeit(number) / number)
+    return per_call
+
+
+def variants(frame, table, anchor_rows, options):
+    """(mode, decoder, input form, baseline form, function) for one frame. The ratio of a
+    decoder is taken to the plain loop of its baseline form, in the same run."""
+    dense = frame.encodings_data, frame.logits_data
+    rows = [
+        ("dense", "plain loop", "lists", None, lambda: plain_dense(dense[0], dense[1],
+                                                                   anchor_rows)),
+        ("dense", "decode_dense", "lists", "lists",
+         lambda: decode.decode_dense(dense[0], dense[1], table, **options)),
+        ("dense", "decode_dense", "float32 arrays", "lists",
+         lambda: decode.decode_dense(frame.encodings, frame.logits, table, **options)),
+    ]
+    pb_encodings = protobuf_floats(frame.encodings_data)
+    pb_logits = protobuf_floats(frame.logits_data)
+    if pb_encodings is not None and pb_logits is not None:
+        rows += [
+            ("dense", "plain loop", "protobuf data", None,
+             lambda: plain_dense(pb_encodings, pb_logits, anchor_rows)),
+            ("dense", "decode_dense", "protobuf data", "protobuf data",
+             lambda: decode.decode_dense(pb_encodings, pb_logits, table, **options)),
+        ]
+    rows += [
+        ("sparse", "plain loop", "hits + boxes", None,
+         lambda: plain_sparse(frame.hits, frame.boxes, anchor_rows)),
+        ("sparse", "decode_sparse", "hits + boxes", "hits + boxes",
+         lambda: decode.decode_sparse(frame.hits, frame.boxes, table, **options)),
+    ]
+    return rows
+
+
+def print_table(header, rows):
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    cells = ["{:<%d}" % w for w in widths[:3]] + ["{:>%d}" % w for w in widths[3:]]
+    line = "| " + " | ".join(cells) + " |"
+    print(line.format(*header))
+    print("|" + "|".join(("-" * (w + 1) + ":") if n >= 3 else "-" * (w + 2)
+                         for n, w in enumerate(widths)) + "|")
+    for row in rows:
+        print(line.format(*row))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description="Per-frame decode time of facekit.detector.decode against a plain "
-                    "per-anchor Python loop (1278 anchors of the embedded 256x256 config). "
-                    "Prints a table; no pass/fail.")
+                    "per-anchor Python loop, in the same run, on synthetic frames of the "
+                    "1278 anchors of the embedded 256x256 config. Prints a table; no "
+                    "pass/fail (a decoder that disagrees with the plain loop is an error).")
     parser.add_argument("--repeat", type=int, default=7,
-                        help="timed runs per variant; median and best are reported (default 7)")
+                        help="rounds; each times every variant of a frame once, and the "
+                             "median and best are reported (default 7)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the synthetic frames (default 0)")
     parser.add_argument("--min-time", type=float, default=0.2, metavar="SECONDS",
@@ -255,62 +347,49 @@ def main(argv=None):
     options = dict(score_threshold=SCORE_THRESHOLD, iou_threshold=IOU_THRESHOLD,
                    max_detections=MAX_DETECTIONS)
 
-    print("Python {} ({}), numpy {}, {} anchors, {} run(s) of >= {} s per variant".format(
-        platform.python_version(), platform.machine(), np.__version__, table.shape[0],
-        args.repeat, args.min_time))
+    print("Python {} on {}, numpy {}, {}; {} anchors; {} round(s), >= {} s per variant "
+          "and round, seed {}".format(platform.python_version(), platform.machine(),
+                                    np.__version__, protobuf_implementation(),
+                                    table.shape[0], args.repeat, args.min_time, args.seed))
     header = ("frame", "decoder", "input", "cands", "dets", "median us", "best us",
               "x plain (median)", "x plain (best)")
     rows = []
+    summary = []
     for frame in frames:
-        variants = [
-            ("dense", "plain loop", "lists",
-             lambda f=frame: plain_dense(f.encodings_data, f.logits_data, anchor_rows)),
-            ("dense", "decode_dense", "lists",
-             lambda f=frame: decode.decode_dense(f.encodings_data, f.logits_data, table,
-                                                 **options)),
-            ("dense", "decode_dense", "float32 arrays",
-             lambda f=frame: decode.decode_dense(f.encodings, f.logits, table, **options)),
-            ("sparse", "plain loop", "hits + boxes",
-             lambda f=frame: plain_sparse(f.hits, f.boxes, anchor_rows)),
-            ("sparse", "decode_sparse", "hits + boxes",
-             lambda f=frame: decode.decode_sparse(f.hits, f.boxes, table, **options)),
-        ]
-        expected = plain_tuples(variants[0][3]())
-        baseline = {}
-        for mode, name, form, fn in variants:
-            label = "{} {} ({}, {})".format(frame.name, mode, name, form)
+        runs = variants(frame, table, anchor_rows, options)
+        reference = None
+        results = []
+        for mode, name, form, baseline, fn in runs:
             result = fn()
-            got = plain_tuples(result) if name == "plain loop" else as_tuples(result)
-            check_same(label, got, expected)
-            median, best = measure(fn, args.repeat, args.min_time)
-            if name == "plain loop":
-                baseline[mode] = (median, best)
-            plain_median, plain_best = baseline[mode]
-            rows.append(("{} {}".format(frame.name, mode), name, form, str(frame.candidates),
-                         str(len(got)), "{:.1f}".format(median * 1e6),
-                         "{:.1f}".format(best * 1e6),
-                         "{:.1f}x".format(plain_median / median),
-                         "{:.1f}x".format(plain_best / best)))
-        # Sparse mode against what the kit would do without it: the dense plain loop.
-        dense_plain = baseline["dense"]
-        sparse = rows[-1]
-        print_later = "{}: decode_sparse is {:.1f}x the dense plain loop (median)".format(
-            frame.name, dense_plain[0] / (float(sparse[5]) * 1e-6))
-        frame.summary = print_later
-
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
-    line = "| " + " | ".join("{:<%d}" % w for w in widths[:3]) + " | " + \
-        " | ".join("{:>%d}" % w for w in widths[3:]) + " |"
+            got = plain_tuples(result) if baseline is None else as_tuples(result)
+            # Every variant, the plain ones included, against the first: the plain loop.
+            reference = got if reference is None else reference
+            check_same("{} {} ({}, {})".format(frame.name, mode, name, form), got, reference)
+            results.append(got)
+        times = measure_interleaved([run[4] for run in runs], args.repeat, args.min_time)
+        plain = dict(((mode, form), t) for (mode, _, form, baseline, _), t in zip(runs, times)
+                     if baseline is None)
+        for (mode, name, form, baseline, _), got, t in zip(runs, results, times):
+            ratios = ("", "")
+            if baseline is not None:
+                base = plain[(mode, baseline)]
+                # Median of the rounds' ratios; best against best.
+                ratios = ("{:.1f}x".format(statistics.median(b / d for b, d in zip(base, t))),
+                          "{:.1f}x".format(min(base) / min(t)))
+            rows.append((frame.name + " " + mode, name, form, frame.candidates, len(got),
+                         "{:.1f}".format(statistics.median(t) * 1e6),
+                         "{:.1f}".format(min(t) * 1e6)) + ratios)
+            if name == "decode_sparse":
+                dense_plain = plain[("dense", "lists")]
+                summary.append("{}: {} faces, {} candidates, {} detections; decode_sparse "
+                               "is {:.1f}x the dense plain loop on lists (median)".format(
+                                   frame.name, len(frame.faces), frame.candidates, len(got),
+                                   statistics.median(b / d for b, d in zip(dense_plain, t))))
     print()
-    print(line.format(*header))
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in rows:
-        print(line.format(*row))
+    print_table(header, rows)
     print()
-    for frame in frames:
-        print("{}: {} faces, {} candidate anchors above score {}".format(
-            frame.name, len(frame.faces), frame.candidates, SCORE_THRESHOLD))
-        print(frame.summary)
+    for line in summary:
+        print(line)
     return 0
 
 

@@ -3,6 +3,7 @@
 import math
 import os
 import random
+import warnings
 
 import numpy as np
 import pytest
@@ -251,3 +252,133 @@ def test_sparse_without_the_box_of_a_hit_fails(aiy_anchors):
     with pytest.raises(DecodeError, match=r"hits\[1\]: expected \(anchor, class, logit\)"):
         decode.decode_sparse([(7, 1, 3.0), (7, 1)], {7: (0, 0, 0, 0)}, aiy_anchors)
     assert decode.decode_sparse([], {}, aiy_anchors) == []
+
+
+# ---- the fast paths give the same detections as the plain ones ----------------------------
+
+def clustered_tensors(seed, candidates, classes=1):
+    """Logits far below the threshold except for `candidates` anchors of a few
+    neighbourhoods, so that their boxes overlap and NMS has work to do."""
+    rng = np.random.RandomState(seed)
+    encodings = rng.normal(0.0, 0.5, size=(1278, 4)).astype(np.float32)
+    logits = np.full((1278, 1 + classes), -6.0, dtype=np.float32)
+    picked = rng.choice(np.arange(0, 768), candidates, replace=False)  # the 16x16 layer
+    logits[picked, 1:] = rng.uniform(-0.5, 4.0, size=(candidates, classes))
+    logits[picked[:candidates // 4], 1] = 2.0  # equal scores keep anchor order
+    return encodings, logits
+
+
+@pytest.mark.parametrize("seed,candidates,iou_threshold,max_detections", [
+    (20, 12, 0.5, 100),
+    (21, 60, 0.3, 100),
+    (22, 200, 0.5, 100),
+    (23, 200, 0.5, 1000),   # more than PYTHON_NMS_LIMIT can be kept: the IoU matrix
+    (24, 40, 0.0, 5),
+    (25, 40, 1.0, 100),
+])
+def test_fast_paths_match_the_reference(aiy_anchors, seed, candidates, iou_threshold,
+                                        max_detections):
+    encodings, logits = clustered_tensors(seed, candidates)
+    kwargs = dict(iou_threshold=iou_threshold, max_detections=max_detections)
+    reference = ref_decode(encodings.tolist(), logits.tolist(), aiy_anchors.tolist(),
+                           **kwargs)
+    assert reference
+    dense = decode.decode_dense(encodings.ravel().tolist(), logits.ravel().tolist(),
+                                aiy_anchors, **kwargs)
+    assert_matches_reference(dense, reference)
+    hits, boxes = sparse_from_dense(encodings, logits, 0.5, seed)
+    assert decode.decode_sparse(hits, boxes, aiy_anchors, **kwargs) == dense
+
+
+def test_python_nms_and_the_iou_matrix_agree_to_the_bit(aiy_anchors, monkeypatch):
+    """The Python NMS (few kept boxes) and the blockwise IoU matrix (many) keep the same
+    boxes: the same IEEE operations, whichever way and however the blocks fall."""
+    for seed in range(30, 36):
+        encodings, logits = clustered_tensors(seed, 150)
+        if seed % 2:
+            encodings[:40] = 0.0  # identical boxes
+        for iou_threshold in (0.0, 0.2, 0.5, 0.8):
+            python_way = decode.decode_dense(encodings, logits, aiy_anchors,
+                                             iou_threshold=iou_threshold)
+            with monkeypatch.context() as patch:
+                patch.setattr(decode, "PYTHON_NMS_LIMIT", 0)
+                patch.setattr(decode, "NMS_BLOCK", 7)
+                matrix_way = decode.decode_dense(encodings, logits, aiy_anchors,
+                                                 iou_threshold=iou_threshold)
+            assert python_way == matrix_way and python_way
+
+
+def test_nan_and_huge_encodings_decode_without_warnings(aiy_anchors):
+    encodings, logits = clustered_tensors(40, 30)
+    candidates = np.nonzero(logits[:, 1] > 0)[0]
+    encodings[candidates[0], 1] = np.nan    # a NaN box: NMS the numpy way
+    encodings[candidates[1], 2:] = 4000.0   # exp overflows: the box covers the image
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dense = decode.decode_dense(encodings, logits, aiy_anchors)
+        nan_free = decode.decode_dense(np.where(np.isnan(encodings), 0.0, encodings),
+                                       logits, aiy_anchors)
+    assert len(dense) >= 2 and nan_free
+    whole = [d for d in dense if (d.ymin, d.xmin, d.ymax, d.xmax) == (0.0, 0.0, 1.0, 1.0)]
+    assert len(whole) == 1
+
+
+@pytest.mark.parametrize("score_threshold", [0.0, 0.05, 0.3, 0.5, 0.9, 0.999999999999, 1.0])
+def test_score_thresholds_without_and_with_the_logit_prefilter(aiy_anchors, score_threshold):
+    encodings, logits = random_tensors(50, 1278)
+    logits[:, 1] *= 4.0  # scores from ~0 to ~1
+    reference = ref_decode(encodings.tolist(), logits.tolist(), aiy_anchors.tolist(),
+                           score_threshold=score_threshold)
+    dense = decode.decode_dense(encodings, logits, aiy_anchors,
+                                score_threshold=score_threshold)
+    assert_matches_reference(dense, reference)
+
+
+class HasArray(object):
+    """A sequence that converts to an array through __array__, as protobuf 4's
+    repeated fields do."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def __len__(self):
+        return len(self.values)
+
+    def __getitem__(self, index):
+        return self.values.tolist()[index]
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.values, dtype=dtype)
+
+
+def test_every_input_form_gives_the_same_detections(aiy_anchors):
+    encodings, logits = clustered_tensors(60, 25, classes=2)
+    expected = decode.decode_dense(encodings, logits, aiy_anchors)
+    assert expected
+    forms = [
+        (encodings.astype(np.float64), logits.astype(np.float64), aiy_anchors),
+        (encodings.ravel(), logits.ravel(), aiy_anchors.astype(np.float64)),
+        (encodings.tolist(), logits.tolist(), aiy_anchors.tolist()),
+        (tuple(encodings.ravel().tolist()), tuple(logits.ravel().tolist()), aiy_anchors),
+        (list(encodings.ravel()), list(logits.ravel()), aiy_anchors),  # numpy scalars
+        (HasArray(encodings.ravel()), HasArray(logits.ravel()), aiy_anchors),  # protobuf 4+
+    ]
+    for box_encodings, class_logits, anchors in forms:
+        assert decode.decode_dense(box_encodings, class_logits, anchors) == expected
+    hits, boxes = sparse_from_dense(encodings, logits, 0.5, 60)
+    for encodings_by_anchor in (boxes, list(boxes.items()),
+                                dict((a, encodings[a]) for a in boxes)):
+        assert decode.decode_sparse(hits, encodings_by_anchor, aiy_anchors) == expected
+
+
+def test_a_non_number_in_a_flat_list_still_fails(aiy_anchors):
+    encodings, logits = random_tensors(61, 1278)
+    flat_logits = logits.ravel().tolist()
+    flat_logits[5] = "x"
+    with pytest.raises(ValueError):
+        decode.decode_dense(encodings, flat_logits, aiy_anchors)
+    flat_encodings = encodings.ravel().tolist()
+    candidate = int(np.nonzero(logits[:, 1] > 0)[0][0])
+    flat_encodings[4 * candidate] = "x"
+    with pytest.raises(ValueError):
+        decode.decode_dense(flat_encodings, logits, aiy_anchors)

@@ -17,7 +17,15 @@ Two input forms give the same detections:
   so the Pi Zero only decodes anchors that can become detections: the logits' hits as
   (anchor, class, logit) and the box encodings of those anchors as {anchor: (ty, tx, th, tw)}.
 
-Python 3.5 and numpy only: this runs on the kit.
+Python 3.5 and numpy only: this runs on the kit, whose CPU is slow, so a frame costs
+little: only anchors whose best logit can pass the score threshold get a score, only
+those above it a box; of flat lists only the logits (a one-class model's class column)
+and the candidates' encodings are converted (with struct, not np.asarray). NMS compares
+each box with the kept ones on Python floats when few can be kept (an IoU matrix
+otherwise). numpy calls are few, as each costs as much as dozens of float operations in
+Python, and take no `out=` or `where=` keywords, slow to parse in older numpy. The dense
+and sparse paths and both kinds of NMS do the same IEEE operations in the same order:
+their results agree to the bit.
 """
 
 import collections
@@ -142,13 +150,15 @@ def _encoding_rows(source, rows):
     _encoding_source."""
     if not isinstance(source, np.ndarray):
         flat = []
-        for i in rows:
-            flat.extend(source[4 * i:4 * i + 4])
+        extend = flat.extend
+        for row in rows:
+            start = 4 * row
+            extend(source[start:start + 4])
         enc = _packed(flat)
         if enc is not None and enc.size == 4 * len(rows):
             return enc.reshape(-1, 4)
         source = _box_encodings(source, len(source) // 4)
-    return np.asarray(source[rows], dtype=np.float64)
+    return source.take(rows, 0).astype(np.float64)
 
 
 def _class_logits(class_logits, count):
@@ -170,43 +180,61 @@ def decode_boxes(encodings, anchors, scales=SCALES):
     """Boxes [N, 4] (ymin, xmin, ymax, xmax) clamped to [0, 1] from encodings [N, 4] as
     (ty, tx, th, tw) against anchors [N, 4] (the Faster R-CNN box coder's decode)."""
     table = np.asarray(_anchor_table(anchors), dtype=np.float64)
-    return _decode_rows(_box_encodings(encodings, table.shape[0]), table, scales)
+    enc = _box_encodings(encodings, table.shape[0])
+    return np.ascontiguousarray(_decode_coords(enc, table, scales).T)
 
 
-def _decode_rows(enc, table, scales=SCALES):
-    """decode_boxes of float64 arrays [K, 4] already checked, (y, x) pairs at a time."""
-    size = table[:, 2:] - table[:, :2]                       # ha, wa
-    centre = table[:, :2] + 0.5 * size                      # yca, xca
-    if scales is SCALES:
-        centre_scale, size_scale = _CENTRE_SCALE, _SIZE_SCALE
+def _decode_coords(enc, anchors, scales=SCALES):
+    """decode_boxes of float64 arrays [K, 4] already checked, as a new array [4, K]
+    (a row per coordinate, as NMS wants them)."""
+    size = anchors[:, 2:] - anchors[:, :2]                  # ha, wa
+    centre = anchors[:, :2] + 0.5 * size                    # yca, xca
+    # A huge th/tw overflows to inf: the box then covers the image after clamping. With
+    # the default scales, encodings below 500 cannot overflow (a check cheaper than
+    # np.errstate on old numpy); anything else decodes with the warnings silenced.
+    if scales is SCALES and np.maximum.reduce(np.abs(enc), None) < 500.0:
+        boxes = _corners(enc / _SCALES, size, centre)
     else:
-        centre_scale = np.array([float(scales[0]), float(scales[1])])
-        size_scale = np.array([float(scales[2]), float(scales[3])])
-    # A huge th/tw overflows to inf: the box then covers the image after clamping. No
-    # real frame comes near; the check is cheaper than np.errstate on old numpy.
-    if np.abs(enc).max() < 500.0:
-        boxes = _box_corners(enc, size, centre, centre_scale, size_scale)
-    else:
+        sy, sx, sh, sw = (float(s) for s in scales)
         with np.errstate(over="ignore", invalid="ignore"):
-            boxes = _box_corners(enc, size, centre, centre_scale, size_scale)
-    return np.clip(boxes, 0.0, 1.0, out=boxes)
+            boxes = _corners(enc / np.array([sy, sx, sh, sw]), size, centre)
+    # np.clip(boxes, 0, 1) (NaN stays NaN) in two cheaper calls.
+    return np.minimum(np.maximum(boxes, 0.0), 1.0)
 
 
-def _box_corners(enc, size, centre, centre_scale, size_scale):
-    half = 0.5 * np.exp(enc[:, 2:] / size_scale) * size     # half height, half width
-    mid = enc[:, :2] / centre_scale * size + centre          # yc, xc
-    return np.concatenate([mid - half, mid + half], axis=1)
+def _corners(scaled, size, centre):
+    """[4, K] corners from the encodings divided by the scales [K, 4], the anchors'
+    sizes and centres [K, (y, x)]."""
+    half = 0.5 * np.exp(scaled[:, 2:]) * size               # half height, half width
+    mid = scaled[:, :2] * size + centre                     # yc, xc
+    boxes = np.empty((4, scaled.shape[0]))
+    np.subtract(mid, half, boxes[:2].T)
+    np.add(mid, half, boxes[2:].T)
+    return boxes
 
 
-_CENTRE_SCALE = np.array(SCALES[:2])
-_SIZE_SCALE = np.array(SCALES[2:])
+_SCALES = np.array(SCALES)
 
 
 def sigmoid(logits):
     """1 / (1 + exp(-x)) elementwise, without overflow for large negative x."""
-    x = np.asarray(logits, dtype=np.float64)
+    return _sigmoid(np.asarray(logits, dtype=np.float64))
+
+
+def _sigmoid(x):
+    """sigmoid of a float64 array."""
     e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    d = 1.0 + e
+    return np.where(x >= 0, 1.0 / d, e / d)
+
+
+def _positive_sigmoid(x):
+    """_sigmoid of a float64 array of positive numbers: the same values in fewer steps
+    (positional `out`: no keyword to parse)."""
+    d = np.negative(x)
+    np.exp(d, d)
+    d += 1.0
+    return np.divide(1.0, d, d)
 
 
 def best_classes(class_logits):
@@ -232,56 +260,235 @@ def nms(boxes, scores, iou_threshold=0.5, max_detections=100):
     if boxes.shape[0] != scores.shape[0]:
         raise DecodeError("nms: {} boxes but {} scores: give one score per box".format(
             boxes.shape[0], scores.shape[0]))
-    areas = (np.maximum(boxes[:, 2] - boxes[:, 0], 0.0)
-             * np.maximum(boxes[:, 3] - boxes[:, 1], 0.0))
     order = np.argsort(-scores, kind="mergesort")
+    ranked = np.ascontiguousarray(boxes[order].T)
+    return [int(order[i]) for i in _nms_ranked(ranked, iou_threshold, max_detections)]
+
+
+# Rows of the IoU matrix computed at a time: bounds its memory (NMS_BLOCK x candidates)
+# when many anchors pass the score threshold.
+NMS_BLOCK = 128
+
+
+def _nms_ranked(coords, iou_threshold, max_detections):
+    """Greedy NMS of boxes already in score order, best first, given as float64
+    [4, K] (a row per coordinate): the positions kept.
+
+    The IoUs are computed as a matrix, a block of rows at a time, then one pass keeps a
+    box unless a kept one overlaps it; only the kept boxes' rows are used."""
+    count = coords.shape[1]
+    if count == 0 or max_detections < 1:
+        return []
+    threshold = float(iou_threshold)
+    if math.isnan(threshold):
+        return [0]  # no IoU is <= NaN: the best box drops all the others
+    sides = np.maximum(coords[2:] - coords[:2], 0.0)
+    areas = sides[0] * sides[1]
+    suppressed = np.zeros(count, dtype=bool)
     keep = []
-    while order.size and len(keep) < max_detections:
-        best = order[0]
-        keep.append(int(best))
-        rest = order[1:]
-        inter_h = np.maximum(np.minimum(boxes[rest, 2], boxes[best, 2])
-                             - np.maximum(boxes[rest, 0], boxes[best, 0]), 0.0)
-        inter_w = np.maximum(np.minimum(boxes[rest, 3], boxes[best, 3])
-                             - np.maximum(boxes[rest, 1], boxes[best, 1]), 0.0)
-        inter = inter_h * inter_w
-        union = areas[rest] + areas[best] - inter
-        # Degenerate boxes (zero union) overlap nothing.
-        iou = np.where(union > 0.0, inter / np.where(union > 0.0, union, 1.0), 0.0)
-        order = rest[iou <= iou_threshold]
+    for start in range(0, count, NMS_BLOCK):
+        stop = min(start + NMS_BLOCK, count)
+        if start and suppressed[start:stop].all():
+            continue
+        # over[r, j]: box start + r drops box start + j.
+        if count <= NMS_BLOCK:
+            over = _overlaps(coords, areas, coords, areas, threshold)
+            later = suppressed
+        else:
+            over = _overlaps(coords[:, start:stop], areas[start:stop], coords[:, start:],
+                             areas[start:], threshold)
+            later = suppressed[start:]
+        for row in range(stop - start):
+            if suppressed[start + row]:
+                continue
+            keep.append(start + row)
+            if len(keep) >= max_detections:
+                return keep
+            later |= over[row]
     return keep
 
 
-def _detections(anchor_ids, class_ids, scores, encodings, anchors, *, iou_threshold,
+def _overlaps(rows, row_areas, cols, col_areas, threshold):
+    """bool [R, C]: IoU(rows[:, r], cols[:, c]) > threshold (a float, not NaN) of boxes
+    [4, R] and [4, C] with their areas; computed as for a box against each other box,
+    so symmetric."""
+    # [(y, x), R, C]: the intersection's height and width.
+    sides = (np.minimum(rows[2:, :, None], cols[2:, None, :])
+             - np.maximum(rows[:2, :, None], cols[:2, None, :]))
+    sides = np.maximum(sides, 0.0)
+    inter = sides[0] * sides[1]
+    union = (col_areas + row_areas[:, None]) - inter
+    # Degenerate boxes (zero union) overlap nothing: their IoU is 0. Where the union is
+    # not positive, the intersection is 0 (or the union NaN): divided by inf it stays
+    # 0 (or NaN), not above a threshold >= 0, just like 0.
+    if threshold >= 0.0:
+        return inter / np.where(union > 0.0, union, np.inf) > threshold
+    iou = np.where(union > 0.0, inter / np.where(union > 0.0, union, 1.0), 0.0)
+    return iou > threshold
+
+
+# NMS runs on Python floats when at most this many boxes can be kept (max_detections,
+# or fewer candidates): it compares a box with the kept ones only, and a numpy call
+# costs as much as dozens of IoUs in Python; the IoU matrix wins only when hundreds of
+# boxes are kept. Both ways do the same IEEE operations, so they agree to the bit.
+PYTHON_NMS_LIMIT = 128
+
+
+def _detections(anchor_ids, class_ids, scores, encodings, table, *, iou_threshold,
                 max_detections):
-    """Decode the candidates' boxes, run NMS, and build the Detection list."""
-    if not len(anchor_ids):
+    """The Detection list of candidates: anchor_ids int array [K] (ascending), their
+    class_ids [K] (None: class 1 for all) and float64 scores [K]; encodings(rows) gives
+    the float64 encodings [len(rows), 4] of a list of anchors; table is the anchor table.
+    The candidates are put in score order first, then decoded and NMS'd in that order."""
+    order = np.negative(scores).argsort(kind="mergesort")
+    ranked = anchor_ids.take(order)
+    enc = encodings(ranked.tolist())
+    coords = _decode_coords(enc, table.take(ranked, 0).astype(np.float64))
+    threshold = float(iou_threshold)
+    boxes = keep = None
+    if min(coords.shape[1], max_detections) <= PYTHON_NMS_LIMIT and threshold >= 0.0:
+        boxes = coords.T.tolist()
+        keep = _few_nms(boxes, threshold, max_detections)
+    if keep is None:
+        keep = _nms_ranked(coords, threshold, max_detections)
+    if not keep:
         return []
-    boxes = decode_boxes(encodings, anchors)
-    keep = nms(boxes, scores, iou_threshold, max_detections)
-    result = []
-    for i in keep:
-        box = boxes[i].tolist()
-        class_id = int(class_ids[i])
-        result.append(Detection(class_id, class_id - 1, float(scores[i]),
-                                box[0], box[1], box[2], box[3]))
-    log.debug("%d candidates, %d detections after NMS (anchors %s)", len(scores),
-              len(result), [int(anchor_ids[i]) for i in keep])
+    kept = order.take(keep)
+    if boxes is None:
+        kept_boxes = coords.take(keep, 1).T.tolist()
+    else:
+        kept_boxes = [boxes[position] for position in keep]
+    kept_scores = scores.take(kept).tolist()
+    if class_ids is None:
+        result = [Detection(1, 0, score, box[0], box[1], box[2], box[3])
+                  for score, box in zip(kept_scores, kept_boxes)]
+    else:
+        result = [Detection(c, c - 1, score, box[0], box[1], box[2], box[3])
+                  for c, score, box in zip(class_ids.take(kept).tolist(), kept_scores,
+                                           kept_boxes)]
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("%d candidates, %d detections after NMS (anchors %s)", len(scores),
+                  len(result), ranked.take(keep).tolist())
     return result
+
+
+def _few_nms(boxes, threshold, max_detections):
+    """_nms_ranked of boxes in score order as lists of 4 floats in [0, 1] or NaN, with
+    threshold >= 0; None if a box has NaN (Python's min and max do not propagate it as
+    numpy's do: those go the other way)."""
+    kept = []
+    keep = []
+    if max_detections < 1:
+        return keep
+    for position, (ymin, xmin, ymax, xmax) in enumerate(boxes):
+        height = ymax - ymin
+        width = xmax - xmin
+        if height != height or width != width:  # noqa: PLR0124 - NaN, without a call
+            return None
+        area = (height if height > 0.0 else 0.0) * (width if width > 0.0 else 0.0)
+        for kymin, kxmin, kymax, kxmax, karea in kept:
+            # An empty intersection has IoU 0, not above threshold >= 0.
+            inter_h = ((ymax if ymax < kymax else kymax)
+                       - (ymin if ymin > kymin else kymin))
+            if inter_h <= 0.0:
+                continue
+            inter_w = ((xmax if xmax < kxmax else kxmax)
+                       - (xmin if xmin > kxmin else kxmin))
+            if inter_w <= 0.0:
+                continue
+            inter = inter_h * inter_w
+            union = (area + karea) - inter
+            if union > 0.0 and inter / union > threshold:
+                break
+        else:
+            kept.append((ymin, xmin, ymax, xmax, area))
+            keep.append(position)
+            if len(keep) >= max_detections:
+                break
+    return keep
+
+
+def _logit_floor(score_threshold):
+    """A logit at or below which no anchor scores above score_threshold, or None when
+    there is no safe such bound (a threshold outside (0, 1), or so close to 1 that
+    rounding decides).
+
+    The bound is the threshold's logit minus a margin of one: sigmoid is monotonic, and a
+    unit below the boundary it is clearly below the threshold. From 0.5 up, the bound is
+    at least 0: the sigmoid of a logit <= 0 is <= 0.5 in floating point too."""
+    try:
+        threshold = float(score_threshold)
+    except (TypeError, ValueError):
+        return None
+    if not 0.0 < threshold < 1.0 - 1e-9:
+        return None
+    floor = math.log(threshold / (1.0 - threshold)) - 1.0
+    return max(floor, 0.0) if threshold >= 0.5 else floor
+
+
+def _array_if_cheap(values):
+    """values as an array when they convert to one cheaply (they have __array__, as the
+    repeated fields of protobuf >= 4 do: a copy of their float32 buffer), else as given
+    (a list, or the repeated field of an older protobuf, is read element by element)."""
+    if hasattr(values, "__array__") and not isinstance(values, np.ndarray):
+        return np.asarray(values)
+    return values
+
+
+def _best_logits(class_logits, count):
+    """(best non-background logit per anchor, float64 [count]; the logits float64
+    [count, 1 + C], or None for a one-class model). Of a flat list of a one-class
+    model only the class column is converted."""
+    if not isinstance(class_logits, np.ndarray):
+        try:
+            column = class_logits[1::2] if len(class_logits) == 2 * count else None
+        except (TypeError, ValueError, KeyError):
+            column = None
+        best = None if column is None else _packed(column)
+        if best is not None and best.shape[0] == count:
+            return best, None
+    logits = _class_logits(class_logits, count)
+    if logits.shape[1] == 2:
+        return logits[:, 1], None
+    return logits[:, 1:].max(axis=1), logits
 
 
 def decode_dense(box_encodings, class_logits, anchors, *, score_threshold=0.5,
                  iou_threshold=0.5, max_detections=100):
     """Detections, best score first, from the dense tensors: box_encodings [N, 4]
-    (concat), class_logits [N, 1 + C] (concat_1), anchors [N, 4]. Flat lists (a
-    FloatTensor's data) are accepted. An anchor is a candidate when its score is above
-    score_threshold."""
+    (concat), class_logits [N, 1 + C] (concat_1), anchors [N, 4]. Flat sequences are
+    accepted: pass a FloatTensor's repeated `data` as it is (list() first only costs
+    time). An anchor is a candidate when its score is above score_threshold.
+
+    Only candidates are decoded: the logits are compared with a bound below the
+    threshold's logit first; the anchors above it get a score, and those above the
+    threshold a box (only their encodings are read from a flat list) and NMS."""
     table = _anchor_table(anchors)
     count = table.shape[0]
-    enc = _box_encodings(box_encodings, count)
-    class_ids, scores = best_classes(_class_logits(class_logits, count))
+    source = _encoding_source(_array_if_cheap(box_encodings), count)
+    best, logits = _best_logits(_array_if_cheap(class_logits), count)
+    floor = _logit_floor(score_threshold)
+    if floor is None:
+        candidates = np.arange(count)
+        scores = _sigmoid(best)
+    else:
+        candidates = np.nonzero(best > floor)[0]
+        if not candidates.size:
+            return []
+        best = best.take(candidates)
+        scores = _positive_sigmoid(best) if floor >= 0.0 else _sigmoid(best)
     picked = np.nonzero(scores > score_threshold)[0]
-    return _detections(picked, class_ids[picked], scores[picked], enc[picked], table[picked],
+    if picked.size < candidates.size:
+        if not picked.size:
+            return []
+        candidates = candidates.take(picked)
+        scores = scores.take(picked)
+    class_ids = None
+    if logits is not None:
+        # The lowest class on a tie, as argmax.
+        class_ids = np.argmax(logits[candidates, 1:], axis=1) + 1
+    return _detections(candidates, class_ids, scores,
+                       lambda rows: _encoding_rows(source, rows), table,
                        iou_threshold=iou_threshold, max_detections=max_detections)
 
 
@@ -297,11 +504,14 @@ def decode_sparse(hits, box_encodings_by_anchor, anchors, *, score_threshold=0.5
     """
     table = _anchor_table(anchors)
     count = table.shape[0]
-    try:
-        encodings = dict(box_encodings_by_anchor)
-    except (TypeError, ValueError) as exc:
-        raise DecodeError("box_encodings_by_anchor: expected a mapping anchor -> (ty, tx, th, "
-                          "tw) or (anchor, encoding) pairs ({})".format(exc)) from None
+    if isinstance(box_encodings_by_anchor, dict):
+        encodings = box_encodings_by_anchor
+    else:
+        try:
+            encodings = dict(box_encodings_by_anchor)
+        except (TypeError, ValueError) as exc:
+            raise DecodeError("box_encodings_by_anchor: expected a mapping anchor -> (ty, tx, "
+                              "th, tw) or (anchor, encoding) pairs ({})".format(exc)) from None
     best = {}
     for number, hit in enumerate(hits):
         try:
@@ -321,24 +531,48 @@ def decode_sparse(hits, box_encodings_by_anchor, anchors, *, score_threshold=0.5
         if (current is None or logit > current[1]
                 or (logit == current[1] and class_id < current[0])):
             best[anchor] = (class_id, logit)
-    anchor_ids = sorted(best)
-    class_ids = np.array([best[a][0] for a in anchor_ids], dtype=np.int64)
-    scores = sigmoid(np.array([best[a][1] for a in anchor_ids], dtype=np.float64))
-    picked = [i for i in range(len(anchor_ids)) if scores[i] > score_threshold]
-    if not picked:
+    floor = _logit_floor(score_threshold)
+    anchor_ids = sorted(a for a, (_, logit) in best.items() if floor is None or logit > floor)
+    if not anchor_ids:
         return []
-    rows = []
-    for i in picked:
-        anchor = anchor_ids[i]
+    logits = np.array([best[a][1] for a in anchor_ids], dtype=np.float64)
+    scores = (_positive_sigmoid(logits) if floor is not None and floor >= 0.0
+              else _sigmoid(logits))
+    picked = np.nonzero(scores > score_threshold)[0]
+    if not picked.size:
+        return []
+    ids = [anchor_ids[i] for i in picked.tolist()]
+    for anchor in ids:
         if anchor not in encodings:
             raise DecodeError("box_encodings_by_anchor: no encoding for anchor {}, which has a "
                               "class hit: the boxes' sparse config must select the same anchors "
                               "as the logits' thresholding".format(anchor))
-        encoding = np.asarray(encodings[anchor], dtype=np.float64).reshape(-1)
+    classes = [best[a][0] for a in ids]
+    class_ids = None if classes.count(1) == len(classes) else np.array(classes, dtype=np.int64)
+    return _detections(np.array(ids, dtype=np.int64), class_ids, scores.take(picked),
+                       lambda rows: _sparse_encodings(rows, [encodings[a] for a in rows]),
+                       table, iou_threshold=iou_threshold, max_detections=max_detections)
+
+
+def _sparse_encodings(ids, rows):
+    """float64 [K, 4] of the encodings of anchors ids; DecodeError names an anchor whose
+    encoding is not 4 floats."""
+    try:
+        fast = all(len(row) == 4 for row in rows)
+    except TypeError:
+        fast = False
+    if fast:
+        flat = []
+        for row in rows:
+            flat.extend(row)
+        enc = _packed(flat)
+        if enc is not None:
+            return enc.reshape(-1, 4)
+    checked = []
+    for anchor, row in zip(ids, rows):
+        encoding = np.asarray(row, dtype=np.float64).reshape(-1)
         if encoding.size != 4:
             raise DecodeError("box_encodings_by_anchor[{}]: expected 4 floats (ty, tx, th, tw), "
                               "got {}".format(anchor, encoding.size))
-        rows.append(encoding)
-    ids = np.array([anchor_ids[i] for i in picked], dtype=np.int64)
-    return _detections(ids, class_ids[picked], scores[picked], np.array(rows), table[ids],
-                       iou_threshold=iou_threshold, max_detections=max_detections)
+        checked.append(encoding)
+    return np.array(checked)
