@@ -12,6 +12,11 @@
 # 1.7.1) has a `requires-python36` file: the Python 3.6 that
 # tools/find-python36.sh finds is bind-mounted read-only into its containers at
 # the same path (FACEKIT_PY36_PREFIX); without one the scenario is skipped.
+#
+# A scenario with a `light` file (little CPU: no training) runs in the background beside the
+# others when every scenario runs, so that the suite's wall time is not the plain sum on 2 cores;
+# its log is printed when it ends. Light scenarios must not share container names or ports with
+# the others.
 set -euo pipefail
 
 lab=$(cd "$(dirname "$0")" && pwd)
@@ -74,16 +79,47 @@ unreachable_url() {
 
 passed=0 failed=0 skipped=0
 results=()
-for name in "${scenarios[@]}"; do
-    if [[ -f molecule/$name/requires-python36 && -z ${FACEKIT_PY36:-} ]]; then
-        echo "SKIP $name: no Python 3.6 on this machine for the training host's TensorFlow 1.7.1 (set PYTHON36=/path/to/python3.6, or \`pyenv install 3.6.15\`)"
-        results+=("SKIP  $name")
-        skipped=$((skipped + 1))
-        continue
+
+# Prints why scenario $1 is skipped, or nothing when it can run.
+skip_reason() {
+    local url
+    if [[ -f molecule/$1/requires-python36 && -z ${FACEKIT_PY36:-} ]]; then
+        echo "no Python 3.6 on this machine for the training host's TensorFlow 1.7.1 (set PYTHON36=/path/to/python3.6, or \`pyenv install 3.6.15\`)"
+        return 0
     fi
-    url=$(unreachable_url "$name")
-    if [[ -n $url ]]; then
-        echo "SKIP $name: $url is not reachable from this machine"
+    url=$(unreachable_url "$1")
+    [[ -z $url ]] || echo "$url is not reachable from this machine"
+}
+
+# Light scenarios in the background (only when all run: one named scenario runs in front).
+background=()
+if [[ -z ${1:-} ]]; then
+    foreground=()
+    for name in "${scenarios[@]}"; do
+        if [[ -f molecule/$name/light && -z $(skip_reason "$name") ]]; then
+            log=$(mktemp "/tmp/facekit-molecule-$name.XXXXXX.log")
+            echo "=== molecule test -s $name (in the background beside the others; log: $log)"
+            (
+                start=$SECONDS
+                if flock "/tmp/facekit-molecule-$name.lock" molecule test -s "$name" >"$log" 2>&1; then
+                    verdict=PASS
+                else
+                    verdict=FAIL
+                fi
+                printf '%s  %s (%d s, in the background)\n' "$verdict" "$name" $((SECONDS - start)) >"$log.verdict"
+            ) &
+            background+=("$name:$!:$log")
+        else
+            foreground+=("$name")
+        fi
+    done
+    scenarios=("${foreground[@]}")
+fi
+
+for name in "${scenarios[@]}"; do
+    reason=$(skip_reason "$name")
+    if [[ -n $reason ]]; then
+        echo "SKIP $name: $reason"
         results+=("SKIP  $name")
         skipped=$((skipped + 1))
         continue
@@ -102,6 +138,18 @@ for name in "${scenarios[@]}"; do
     line=$(printf '%s  %s (%d s)' "$verdict" "$name" $((SECONDS - start)))
     echo "$line"
     results+=("$line")
+done
+
+for entry in "${background[@]}"; do
+    IFS=: read -r name pid log <<<"$entry"
+    wait "$pid" || true
+    echo "=== molecule test -s $name (ran in the background)"
+    cat "$log"
+    line=$(cat "$log.verdict" 2>/dev/null || echo "FAIL  $name (no verdict)")
+    echo "$line"
+    results+=("$line")
+    if [[ $line == PASS* ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+    rm -f "$log" "$log.verdict"
 done
 
 echo
