@@ -19,6 +19,7 @@ import sys
 import time
 
 from facekit.bonnet import BonnetError
+from facekit.dataset import files
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
@@ -67,22 +68,13 @@ def _proc(pid, name):
 
 def is_bonnet(pid):
     """Whether `pid` is a live (not zombie) `facekit bonnet serve` process."""
-    if not isinstance(pid, int) or pid <= 0:
+    if not isinstance(pid, int) or not files.pid_alive(pid):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    stat = _proc(pid, "stat")
-    if stat is not None:
-        # "pid (comm) S ...": the state follows the last ')'.
-        if stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] in (b"Z", b"X"):
-            return False
-        cmdline = (_proc(pid, "cmdline") or b"").split(b"\0")
-        return b"bonnet" in cmdline and b"serve" in cmdline
-    return True
+    cmdline = _proc(pid, "cmdline")
+    if cmdline is None:
+        return True  # no /proc (not Linux): existing is all we can tell
+    parts = cmdline.split(b"\0")
+    return b"bonnet" in parts and b"serve" in parts
 
 
 def listening(host, port, timeout=1.0):
