@@ -38,9 +38,12 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_play_start(self, play):
         if not play.vars.get("facekit_fleet_play"):
             return
+        # With `serial`, this event comes once per batch and the inventory is restricted to
+        # that batch; a rollout that stops never starts the later batches. The play's kits are
+        # therefore read ignoring that restriction (not --limit, which ignore_limits would).
         try:
             inventory = play._variable_manager._inventory  # noqa: SLF001 - no public accessor
-            hosts = [h.name for h in inventory.get_hosts(play.hosts)]
+            hosts = [h.name for h in inventory.get_hosts(play.hosts, ignore_restrictions=True)]
         except Exception:  # noqa: BLE001 - a recap must never break a run
             hosts = []
         for name in hosts:
