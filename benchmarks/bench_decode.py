@@ -199,15 +199,17 @@ def build_frame(name, table, rng, *, grid, faces, per_face, size):
 
 # ---------------------------------------------------------------- checks and timing
 
-def protobuf_floats(values):
-    """values as the repeated float `data` of a protobuf message (the FloatTensor's field
-    type), or None without a usable protobuf. The class is built from a descriptor, so
-    AIY's generated module is not needed (it does not import under protobuf >= 4)."""
+def protobuf_tensor(values):
+    """A protobuf message whose repeated float `data` holds values (as AIY's FloatTensor,
+    parsed from its bytes as the kit receives it), or None without a usable protobuf. The
+    class is built from a descriptor, so AIY's generated module is not needed (it does not
+    import under protobuf >= 4)."""
     if PROTOBUF_VERSION is None:
         return None
     try:
+        # proto3, as AIY's protocol: the repeated floats are packed on the wire.
         proto = descriptor_pb2.FileDescriptorProto(name="bench_decode.proto",
-                                                   package="bench_decode")
+                                                   package="bench_decode", syntax="proto3")
         message = proto.message_type.add(name="FloatTensor")
         message.field.add(name="data", number=1,
                           label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
@@ -222,7 +224,7 @@ def protobuf_floats(values):
         tensor = cls()
         tensor.data.extend(values)
         # As received: parsed from the bytes the bonnet sends.
-        return cls.FromString(tensor.SerializeToString()).data
+        return cls.FromString(tensor.SerializeToString())
     except Exception:  # noqa: BLE001 - any protobuf trouble only skips that input form
         return None
 
@@ -291,14 +293,17 @@ def variants(frame, table, anchor_rows, options):
         ("dense", "decode_dense", "float32 arrays", "lists",
          lambda: decode.decode_dense(frame.encodings, frame.logits, table, **options)),
     ]
-    pb_encodings = protobuf_floats(frame.encodings_data)
-    pb_logits = protobuf_floats(frame.logits_data)
+    pb_encodings = protobuf_tensor(frame.encodings_data)
+    pb_logits = protobuf_tensor(frame.logits_data)
     if pb_encodings is not None and pb_logits is not None:
+        # From the messages, as the detector: the plain loop reads their `data`, the
+        # decoder what tensor_values gives (an array, or `data` itself).
         rows += [
             ("dense", "plain loop", "protobuf data", None,
-             lambda: plain_dense(pb_encodings, pb_logits, anchor_rows)),
+             lambda: plain_dense(pb_encodings.data, pb_logits.data, anchor_rows)),
             ("dense", "decode_dense", "protobuf data", "protobuf data",
-             lambda: decode.decode_dense(pb_encodings, pb_logits, table, **options)),
+             lambda: decode.decode_dense(decode.tensor_values(pb_encodings),
+                                         decode.tensor_values(pb_logits), table, **options)),
         ]
     rows += [
         ("sparse", "plain loop", "hits + boxes", None,

@@ -736,6 +736,32 @@ def test_the_service_imports_nothing_heavy_on_the_kit():
 
 
 @needs_kit
+def test_tensor_values_reads_aiy_float_tensors_from_their_wire_form():
+    """Under the kit's protobuf (C++ implementation), decode.tensor_values gives the floats
+    of AIY's own FloatTensor as an array read from the message's bytes."""
+    code = "\n".join([
+        "import json, numpy as np",
+        "from google.protobuf.internal import api_implementation",
+        "from aiy.vision.proto import protocol_pb2",
+        "from facekit.detector import decode",
+        "values = np.random.RandomState(7).normal(size=2556).astype(np.float32)",
+        "tensor = protocol_pb2.FloatTensor()",
+        "tensor.shape.batch, tensor.shape.height, tensor.shape.depth = 1, 1278, 2",
+        "tensor.data.extend(values.tolist())",
+        "tensor.indices.add().values.extend([3, 1])",
+        "got = decode.tensor_values(protocol_pb2.FloatTensor.FromString(",
+        "    tensor.SerializeToString()))",
+        "print(json.dumps([api_implementation.Type(), type(got).__name__, str(got.dtype),",
+        "                  bool(np.array_equal(got, values))]))",
+    ])
+    result = subprocess.run([KIT_PYTHON, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True, env=kit_env(9),
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["cpp", "ndarray", "float32", True]
+
+
+@needs_kit
 def test_bonnet_not_listening_is_exit_5(world):
     port = free_port()
     result = run_detector(port, "--models", world.models, "--status-port", "0")

@@ -161,6 +161,21 @@ def _encoding_rows(source, rows):
     return source.take(rows, 0).astype(np.float64)
 
 
+def _flat_encoding_rows(source, rows):
+    """The encodings of rows (anchor numbers) of an _encoding_source as one flat tuple of
+    Python floats, or None if they do not convert (the numpy way then says why)."""
+    if isinstance(source, np.ndarray):
+        return tuple(source.take(rows, 0).astype(np.float64).ravel().tolist())
+    flat = []
+    extend = flat.extend
+    for row in rows:
+        start = 4 * row
+        extend(source[start:start + 4])
+    if len(flat) != 4 * len(rows):
+        return None
+    return _flat_floats(flat)
+
+
 def _class_logits(class_logits, count):
     """class_logits as float64 [count, 1 + C]; a flat list of count * (1 + C) is accepted."""
     logits = None if isinstance(class_logits, np.ndarray) else _packed(class_logits)
@@ -372,28 +387,68 @@ def _detections(anchor_ids, class_ids, scores, encodings, table, *, iou_threshol
     return result
 
 
-def _few_nms(boxes, threshold, max_detections):
-    """_nms_ranked of boxes in score order as lists of 4 floats in [0, 1] or NaN, with
-    threshold >= 0; None if a box has NaN (Python's min and max do not propagate it as
-    numpy's do: those go the other way)."""
+# At most this many candidates (anchors past the logit bound) are scored, decoded and NMS'd
+# on Python floats with math.exp: a numpy call costs as much as a whole candidate there, and
+# a realistic frame has a few faces of a handful of anchors each. More go the numpy way.
+PYTHON_DECODE_LIMIT = 64
+
+
+def _few_detections(ids, class_ids, logits, encodings, table, *, score_threshold,  # noqa: PLR0912, PLR0915 - one loop: a call per candidate costs
+                    iou_threshold, max_detections):
+    """The Detection list of few candidates, all on Python floats, or None where the numpy
+    way must decide (a th or tw so large or NaN that exp could overflow; a NaN box).
+    ids: anchor numbers (ascending); class_ids: their class ids or None (class 1 for
+    all); logits: their best logits; encodings(rows): the (ty, tx, th, tw) of a list of
+    anchors as one flat tuple of floats, or None if they are not numbers.
+
+    Each candidate, best first, is decoded and compared with the boxes kept so far, as
+    _few_nms does: the same IEEE operations in the same order as the numpy way; only the
+    exponential is the C library's, which may differ from numpy's in the last bit. Dense
+    and sparse frames with the same candidates take the same way: they agree to the bit."""
+    threshold = float(iou_threshold)
+    if not threshold >= 0.0 or max_detections < 1:  # NaN or negative: the IoU matrix
+        return None
+    scored = _few_scores(logits, score_threshold)
+    if not scored:
+        return []
+    rows = [ids[position] for _, position in scored]
+    flat = encodings(rows)
+    if flat is None:
+        return None
     kept = []
-    keep = []
-    if max_detections < 1:
-        return keep
-    for position, (ymin, xmin, ymax, xmax) in enumerate(boxes):
-        height = ymax - ymin
-        width = xmax - xmin
+    result = []
+    exp = math.exp
+    quads = iter(flat)
+    for (score, position), (ymin, xmin, ymax, xmax), (ty, tx, th, tw) in zip(
+            scored, table.take(rows, 0).tolist(), zip(quads, quads, quads, quads)):
+        if not (th < 3500.0 and tw < 3500.0):  # exp(700) is the most that stays finite
+            return None
+        ha = ymax - ymin
+        wa = xmax - xmin
+        half_h = 0.5 * exp(th / 5.0) * ha
+        half_w = 0.5 * exp(tw / 5.0) * wa
+        yc = ty / 10.0 * ha + (ymin + 0.5 * ha)
+        xc = tx / 10.0 * wa + (xmin + 0.5 * wa)
+        # Clamped as np.minimum(np.maximum(v, 0), 1): -0.0 stays as it is.
+        y0 = yc - half_h
+        y0 = 0.0 if y0 < 0.0 else 1.0 if y0 > 1.0 else y0
+        x0 = xc - half_w
+        x0 = 0.0 if x0 < 0.0 else 1.0 if x0 > 1.0 else x0
+        y1 = yc + half_h
+        y1 = 0.0 if y1 < 0.0 else 1.0 if y1 > 1.0 else y1
+        x1 = xc + half_w
+        x1 = 0.0 if x1 < 0.0 else 1.0 if x1 > 1.0 else x1
+        # As _few_overlaps, inline.
+        height = y1 - y0
+        width = x1 - x0
         if height != height or width != width:  # noqa: PLR0124 - NaN, without a call
             return None
         area = (height if height > 0.0 else 0.0) * (width if width > 0.0 else 0.0)
         for kymin, kxmin, kymax, kxmax, karea in kept:
-            # An empty intersection has IoU 0, not above threshold >= 0.
-            inter_h = ((ymax if ymax < kymax else kymax)
-                       - (ymin if ymin > kymin else kymin))
+            inter_h = (y1 if y1 < kymax else kymax) - (y0 if y0 > kymin else kymin)
             if inter_h <= 0.0:
                 continue
-            inter_w = ((xmax if xmax < kxmax else kxmax)
-                       - (xmin if xmin > kxmin else kxmin))
+            inter_w = (x1 if x1 < kxmax else kxmax) - (x0 if x0 > kxmin else kxmin)
             if inter_w <= 0.0:
                 continue
             inter = inter_h * inter_w
@@ -401,7 +456,83 @@ def _few_nms(boxes, threshold, max_detections):
             if union > 0.0 and inter / union > threshold:
                 break
         else:
-            kept.append((ymin, xmin, ymax, xmax, area))
+            kept.append((y0, x0, y1, x1, area))
+            class_id = 1 if class_ids is None else class_ids[position]
+            result.append(Detection(class_id, class_id - 1, -score, y0, x0, y1, x1))
+            if len(result) >= max_detections:
+                break
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("%d candidates, %d detections after NMS", len(logits), len(result))
+    return result
+
+
+def _few_scores(logits, score_threshold):
+    """[(-score, position)] of the logits whose sigmoid is above score_threshold, best
+    first; equal scores keep their order (the positions ascend)."""
+    exp = math.exp
+    scored = []
+    for position, logit in enumerate(logits):
+        # sigmoid, stable for large negative logits (as _sigmoid).
+        if logit >= 0.0:
+            score = 1.0 / (1.0 + exp(-logit))
+        else:
+            e = exp(logit)
+            score = e / (1.0 + e)
+        if score > score_threshold:
+            scored.append((-score, position))
+    scored.sort()
+    return scored
+
+
+def _few_overlaps(kept, box, threshold):
+    """Whether a box of the kept ones [(ymin, xmin, ymax, xmax, area)] overlaps this one
+    by an IoU above threshold (>= 0); if not, the box is appended to kept. None, and
+    nothing appended, if the box has NaN (Python's min and max do not propagate it as
+    numpy's do: the IoU matrix must decide)."""
+    ymin, xmin, ymax, xmax = box
+    height = ymax - ymin
+    width = xmax - xmin
+    if height != height or width != width:  # noqa: PLR0124 - NaN, without a call
+        return None
+    area = (height if height > 0.0 else 0.0) * (width if width > 0.0 else 0.0)
+    for kymin, kxmin, kymax, kxmax, karea in kept:
+        # An empty intersection has IoU 0, not above threshold >= 0.
+        inter_h = (ymax if ymax < kymax else kymax) - (ymin if ymin > kymin else kymin)
+        if inter_h <= 0.0:
+            continue
+        inter_w = (xmax if xmax < kxmax else kxmax) - (xmin if xmin > kxmin else kxmin)
+        if inter_w <= 0.0:
+            continue
+        inter = inter_h * inter_w
+        union = (area + karea) - inter
+        if union > 0.0 and inter / union > threshold:
+            return True
+    kept.append((ymin, xmin, ymax, xmax, area))
+    return False
+
+
+def _flat_floats(values):
+    """A flat sequence of numbers as a tuple of Python floats, or None if it is not one
+    (struct converts them all in C: numpy scalars and ints too)."""
+    try:
+        fmt = "{}d".format(len(values))
+        return struct.unpack(fmt, struct.pack(fmt, *values))
+    except (struct.error, TypeError, ValueError, OverflowError):
+        return None
+
+
+def _few_nms(boxes, threshold, max_detections):
+    """_nms_ranked of boxes in score order as sequences of 4 floats in [0, 1] or NaN, with
+    threshold >= 0; None if a box has NaN."""
+    kept = []
+    keep = []
+    if max_detections < 1:
+        return keep
+    for position, box in enumerate(boxes):
+        overlap = _few_overlaps(kept, box, threshold)
+        if overlap is None:
+            return None
+        if not overlap:
             keep.append(position)
             if len(keep) >= max_detections:
                 break
@@ -433,6 +564,90 @@ def _array_if_cheap(values):
     if hasattr(values, "__array__") and not isinstance(values, np.ndarray):
         return np.asarray(values)
     return values
+
+
+# The repeated fields of protobuf's C implementations: C++ (protobuf 3.x, as the kit's
+# Raspbian packages it), whose elements cost ~100 ns each to read (0.3 ms for a frame's
+# dense tensors), and upb (protobuf >= 4). Their message's wire form is a copy of the floats
+# made in C, which numpy reads without a Python float per element. The pure-Python
+# implementation's field is a list, and its serialisation slow: it is read as it is.
+_C_CONTAINERS = ("google.protobuf.pyext._message", "google._upb._message")
+
+
+def tensor_values(tensor):
+    """The `data` of a FloatTensor message (AIY's protocol) in the form decode_dense reads
+    fastest: under protobuf's C++ or upb implementation a float32 array read from the
+    message's wire form, otherwise the repeated field itself. Anything unexpected (a
+    schema whose floats are not packed) gives `data` as it is."""
+    values = tensor.data
+    if type(values).__module__ not in _C_CONTAINERS:
+        return values
+    try:
+        number = tensor.DESCRIPTOR.fields_by_name["data"].number
+        wire = tensor.SerializeToString()
+    except Exception:  # noqa: BLE001 - the repeated field still works, only slower
+        return values
+    floats = _wire_floats(wire, number)
+    if floats is None or floats.size != len(values):
+        return values
+    return floats
+
+
+def _wire_floats(wire, number):
+    """The floats of field `number` (a packed repeated float, as proto3 makes them: AIY's
+    FloatTensor) in a message's wire form, as a float32 array, the packed runs in order.
+    None if the bytes do not parse as protobuf fields or the field is not packed."""
+    chunks = []
+    position = 0
+    try:
+        while position < len(wire):
+            field, start, position = _wire_field(wire, position)
+            if field == number:
+                if start is None or (position - start) % 4:
+                    return None  # not packed (a proto2 schema: a key per value), or cut
+                chunks.append(np.frombuffer(wire, "<f4", (position - start) // 4, start))
+    except ValueError:
+        return None
+    if len(chunks) == 1:
+        return chunks[0]
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+
+
+def _wire_field(wire, position):
+    """(field number, where a length-delimited field's bytes start or None, the position
+    after the field) of the field at position; ValueError if it does not parse."""
+    key, position = _varint(wire, position)
+    wire_type = key & 7
+    start = None
+    if wire_type == 0:
+        end = _varint(wire, position)[1]
+    elif wire_type == 1:
+        end = position + 8
+    elif wire_type == 2:
+        length, start = _varint(wire, position)
+        end = start + length
+    elif wire_type == 5:
+        end = position + 4
+    else:
+        raise ValueError("wire type {} is not used by the schema".format(wire_type))
+    if end > len(wire):
+        raise ValueError("a field runs past the end")
+    return key >> 3, start, end
+
+
+def _varint(wire, position):
+    """(value, position after it) of the base-128 varint at position; ValueError when the
+    bytes end inside it or it is longer than 10 bytes."""
+    value = 0
+    for shift in range(0, 70, 7):
+        if position >= len(wire):
+            break
+        byte = wire[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, position
+    raise ValueError("a varint is cut or longer than 10 bytes")
 
 
 def _best_logits(class_logits, count):
@@ -472,10 +687,21 @@ def decode_dense(box_encodings, class_logits, anchors, *, score_threshold=0.5,
         candidates = np.arange(count)
         scores = _sigmoid(best)
     else:
-        candidates = np.nonzero(best > floor)[0]
+        candidates = (best > floor).nonzero()[0]
         if not candidates.size:
             return []
         best = best.take(candidates)
+        if candidates.size <= PYTHON_DECODE_LIMIT and max_detections <= PYTHON_NMS_LIMIT:
+            class_ids = None
+            if logits is not None:
+                class_ids = (np.argmax(logits[candidates, 1:], axis=1) + 1).tolist()
+            result = _few_detections(candidates.tolist(), class_ids, best.tolist(),
+                                     lambda rows: _flat_encoding_rows(source, rows), table,
+                                     score_threshold=score_threshold,
+                                     iou_threshold=iou_threshold,
+                                     max_detections=max_detections)
+            if result is not None:
+                return result
         scores = _positive_sigmoid(best) if floor >= 0.0 else _sigmoid(best)
     picked = np.nonzero(scores > score_threshold)[0]
     if picked.size < candidates.size:
@@ -512,6 +738,38 @@ def decode_sparse(hits, box_encodings_by_anchor, anchors, *, score_threshold=0.5
         except (TypeError, ValueError) as exc:
             raise DecodeError("box_encodings_by_anchor: expected a mapping anchor -> (ty, tx, "
                               "th, tw) or (anchor, encoding) pairs ({})".format(exc)) from None
+    best = _best_hits(hits, count)
+    floor = _logit_floor(score_threshold)
+    anchor_ids = sorted(a for a, (_, logit) in best.items() if floor is None or logit > floor)
+    if not anchor_ids:
+        return []
+    options = dict(score_threshold=score_threshold, iou_threshold=iou_threshold,
+                   max_detections=max_detections)
+    if (floor is not None and len(anchor_ids) <= PYTHON_DECODE_LIMIT
+            and max_detections <= PYTHON_NMS_LIMIT):
+        result = _few_sparse(anchor_ids, best, encodings, table, options)
+        if result is not None:
+            return result
+    logits = np.array([best[a][1] for a in anchor_ids], dtype=np.float64)
+    scores = (_positive_sigmoid(logits) if floor is not None and floor >= 0.0
+              else _sigmoid(logits))
+    picked = np.nonzero(scores > score_threshold)[0]
+    if not picked.size:
+        return []
+    ids = [anchor_ids[i] for i in picked.tolist()]
+    for anchor in ids:
+        if anchor not in encodings:
+            _missing_encoding(anchor)
+    classes = [best[a][0] for a in ids]
+    class_ids = None if classes.count(1) == len(classes) else np.array(classes, dtype=np.int64)
+    return _detections(np.array(ids, dtype=np.int64), class_ids, scores.take(picked),
+                       lambda rows: _sparse_encodings(rows, [encodings[a] for a in rows]),
+                       table, iou_threshold=iou_threshold, max_detections=max_detections)
+
+
+def _best_hits(hits, count):
+    """{anchor: (class, logit)} of the best non-background hit of each anchor; DecodeError
+    names a hit that is not (anchor, class, logit) or whose anchor is out of range."""
     best = {}
     for number, hit in enumerate(hits):
         try:
@@ -531,27 +789,40 @@ def decode_sparse(hits, box_encodings_by_anchor, anchors, *, score_threshold=0.5
         if (current is None or logit > current[1]
                 or (logit == current[1] and class_id < current[0])):
             best[anchor] = (class_id, logit)
-    floor = _logit_floor(score_threshold)
-    anchor_ids = sorted(a for a, (_, logit) in best.items() if floor is None or logit > floor)
-    if not anchor_ids:
-        return []
-    logits = np.array([best[a][1] for a in anchor_ids], dtype=np.float64)
-    scores = (_positive_sigmoid(logits) if floor is not None and floor >= 0.0
-              else _sigmoid(logits))
-    picked = np.nonzero(scores > score_threshold)[0]
-    if not picked.size:
-        return []
-    ids = [anchor_ids[i] for i in picked.tolist()]
+    return best
+
+
+def _few_sparse(anchor_ids, best, encodings, table, options):
+    """_few_detections of the sparse candidates anchor_ids, best {anchor: (class, logit)}."""
+    classes = [best[a][0] for a in anchor_ids]
+    return _few_detections(anchor_ids, None if classes.count(1) == len(classes) else classes,
+                           [best[a][1] for a in anchor_ids],
+                           lambda rows: _sparse_flat_encodings(rows, encodings), table,
+                           **options)
+
+
+def _sparse_flat_encodings(ids, encodings):
+    """The encodings of anchors ids as one flat tuple of Python floats; DecodeError names
+    an anchor without one; None if one is not 4 numbers (_sparse_encodings says why)."""
+    flat = []
+    extend = flat.extend
     for anchor in ids:
-        if anchor not in encodings:
-            raise DecodeError("box_encodings_by_anchor: no encoding for anchor {}, which has a "
-                              "class hit: the boxes' sparse config must select the same anchors "
-                              "as the logits' thresholding".format(anchor))
-    classes = [best[a][0] for a in ids]
-    class_ids = None if classes.count(1) == len(classes) else np.array(classes, dtype=np.int64)
-    return _detections(np.array(ids, dtype=np.int64), class_ids, scores.take(picked),
-                       lambda rows: _sparse_encodings(rows, [encodings[a] for a in rows]),
-                       table, iou_threshold=iou_threshold, max_detections=max_detections)
+        row = encodings.get(anchor)
+        if row is None:
+            _missing_encoding(anchor)
+        try:
+            if len(row) != 4:
+                return None
+        except TypeError:
+            return None
+        extend(row)
+    return _flat_floats(flat)
+
+
+def _missing_encoding(anchor):
+    raise DecodeError("box_encodings_by_anchor: no encoding for anchor {}, which has a "
+                      "class hit: the boxes' sparse config must select the same anchors "
+                      "as the logits' thresholding".format(anchor))
 
 
 def _sparse_encodings(ids, rows):

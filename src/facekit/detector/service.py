@@ -263,9 +263,11 @@ def result_detections(result, model, score_threshold=0.5, iou_threshold=0.5,
     dense = not len(logits.indices) and len(logits.data)
     try:
         if dense:
-            # The repeated fields as they are: decode_dense reads only what it needs
-            # (list() would copy all 7668 floats first).
-            detections = decode.decode_dense(boxes.data, logits.data, model.anchors, **options)
+            # Not list(): decode_dense reads only what it needs of the repeated fields, or
+            # an array tensor_values makes of each in C.
+            detections = decode.decode_dense(decode.tensor_values(boxes),
+                                             decode.tensor_values(logits), model.anchors,
+                                             **options)
         else:
             hits, encodings = sparse_inputs(result)
             detections = decode.decode_sparse(hits, encodings, model.anchors, **options)
