@@ -72,6 +72,7 @@ lab-down: venv
 bench: venv kit-env
 	python benchmarks/bench_convert.py
 	python benchmarks/bench_decode.py
+	PYTHONPATH=src .venv-kit/bin/python benchmarks/bench_decode.py   # the kit's stack
 	python benchmarks/bench_bonnet.py
 
 # The deploy stage's wall time for 2, 5 and 10 kit containers (podman; about 15 minutes).

@@ -18,14 +18,17 @@ Two input forms give the same detections:
   (anchor, class, logit) and the box encodings of those anchors as {anchor: (ty, tx, th, tw)}.
 
 Python 3.5 and numpy only: this runs on the kit, whose CPU is slow, so a frame costs
-little: only anchors whose best logit can pass the score threshold get a score, only
-those above it a box; of flat lists only the logits (a one-class model's class column)
-and the candidates' encodings are converted (with struct, not np.asarray). NMS compares
-each box with the kept ones on Python floats when few can be kept (an IoU matrix
-otherwise). numpy calls are few, as each costs as much as dozens of float operations in
-Python, and take no `out=` or `where=` keywords, slow to parse in older numpy. The dense
-and sparse paths and both kinds of NMS do the same IEEE operations in the same order:
-their results agree to the bit.
+little. Only anchors whose best logit can pass the score threshold (a bound a unit below
+its logit, compared in numpy) are candidates; of flat lists only the logits (a one-class
+model's class column) and the candidates' encodings are converted (with struct, not
+np.asarray). A realistic frame has a few faces of a handful of anchors each: up to
+PYTHON_DECODE_LIMIT candidates are scored, decoded and NMS'd in one loop on Python
+floats, as a numpy call costs as much as a whole candidate there. More go through numpy
+(NMS still on Python floats while few boxes can be kept, an IoU matrix otherwise). Both
+ways do the same IEEE operations in the same order, math.exp or np.exp aside (which
+may differ in the last bit); the dense and sparse forms of a frame take the same way and
+agree to the bit. tensor_values reads a FloatTensor message's floats from its wire form,
+as reading protobuf 3's repeated fields costs a Python float per element.
 """
 
 import collections
