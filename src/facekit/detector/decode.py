@@ -441,7 +441,7 @@ def _few_detections(ids, class_ids, logits, encodings, table, *, score_threshold
         y1 = 0.0 if y1 < 0.0 else 1.0 if y1 > 1.0 else y1
         x1 = xc + half_w
         x1 = 0.0 if x1 < 0.0 else 1.0 if x1 > 1.0 else x1
-        # As _few_overlaps, inline.
+        # NMS against the boxes kept so far, as _few_nms (inline: a call per candidate costs).
         height = y1 - y0
         width = x1 - x0
         if height != height or width != width:  # noqa: PLR0124 - NaN, without a call
@@ -487,33 +487,6 @@ def _few_scores(logits, score_threshold):
     return scored
 
 
-def _few_overlaps(kept, box, threshold):
-    """Whether a box of the kept ones [(ymin, xmin, ymax, xmax, area)] overlaps this one
-    by an IoU above threshold (>= 0); if not, the box is appended to kept. None, and
-    nothing appended, if the box has NaN (Python's min and max do not propagate it as
-    numpy's do: the IoU matrix must decide)."""
-    ymin, xmin, ymax, xmax = box
-    height = ymax - ymin
-    width = xmax - xmin
-    if height != height or width != width:  # noqa: PLR0124 - NaN, without a call
-        return None
-    area = (height if height > 0.0 else 0.0) * (width if width > 0.0 else 0.0)
-    for kymin, kxmin, kymax, kxmax, karea in kept:
-        # An empty intersection has IoU 0, not above threshold >= 0.
-        inter_h = (ymax if ymax < kymax else kymax) - (ymin if ymin > kymin else kymin)
-        if inter_h <= 0.0:
-            continue
-        inter_w = (xmax if xmax < kxmax else kxmax) - (xmin if xmin > kxmin else kxmin)
-        if inter_w <= 0.0:
-            continue
-        inter = inter_h * inter_w
-        union = (area + karea) - inter
-        if union > 0.0 and inter / union > threshold:
-            return True
-    kept.append((ymin, xmin, ymax, xmax, area))
-    return False
-
-
 def _flat_floats(values):
     """A flat sequence of numbers as a tuple of Python floats, or None if it is not one
     (struct converts them all in C: numpy scalars and ints too)."""
@@ -526,16 +499,32 @@ def _flat_floats(values):
 
 def _few_nms(boxes, threshold, max_detections):
     """_nms_ranked of boxes in score order as sequences of 4 floats in [0, 1] or NaN, with
-    threshold >= 0; None if a box has NaN."""
+    threshold >= 0; None if a box has NaN (Python's min and max do not propagate it as
+    numpy's do: the IoU matrix must decide). The loop is _few_detections' too."""
     kept = []
     keep = []
     if max_detections < 1:
         return keep
-    for position, box in enumerate(boxes):
-        overlap = _few_overlaps(kept, box, threshold)
-        if overlap is None:
+    for position, (ymin, xmin, ymax, xmax) in enumerate(boxes):
+        height = ymax - ymin
+        width = xmax - xmin
+        if height != height or width != width:  # noqa: PLR0124 - NaN, without a call
             return None
-        if not overlap:
+        area = (height if height > 0.0 else 0.0) * (width if width > 0.0 else 0.0)
+        for kymin, kxmin, kymax, kxmax, karea in kept:
+            # An empty intersection has IoU 0, not above threshold >= 0.
+            inter_h = (ymax if ymax < kymax else kymax) - (ymin if ymin > kymin else kymin)
+            if inter_h <= 0.0:
+                continue
+            inter_w = (xmax if xmax < kxmax else kxmax) - (xmin if xmin > kxmin else kxmin)
+            if inter_w <= 0.0:
+                continue
+            inter = inter_h * inter_w
+            union = (area + karea) - inter
+            if union > 0.0 and inter / union > threshold:
+                break
+        else:
+            kept.append((ymin, xmin, ymax, xmax, area))
             keep.append(position)
             if len(keep) >= max_detections:
                 break
