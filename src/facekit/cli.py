@@ -8,9 +8,9 @@ import os
 import sys
 
 import facekit
-from facekit.dataset import interrupts
-from facekit.dataset.errors import DatasetError
+from facekit import interrupts
 from facekit.dataset.filters import FilterConfig
+from facekit.errors import FacekitError
 from facekit.model.errors import ModelError
 
 # The command implementations (pandas, lxml, TensorFlow behind them) are imported
@@ -232,7 +232,7 @@ def _feature_map_sizes(args):
 
 
 def _cmd_model_anchors(args):
-    from facekit.dataset import files  # noqa: PLC0415
+    from facekit import files  # noqa: PLC0415
     from facekit.model import anchors  # noqa: PLC0415
 
     model = _pipeline_model(args)
@@ -796,7 +796,7 @@ def main(argv=None):
         # the points where the dataset commands check for them (interrupts.check).
         with interrupts.stop_signals():
             return args.func(args)
-    except (DatasetError, ModelError) as exc:
+    except FacekitError as exc:
         sys.stderr.write("facekit: error: {}\n".format(exc))
         return 1
     except OSError as exc:

@@ -15,6 +15,7 @@ except ImportError:
 
 from facekit.detector import decode
 from facekit.detector.decode import DecodeError, Detection
+from facekit.model.errors import AnchorsFileError
 
 # Not via helpers (which imports TensorFlow): this test also runs under old numpy without it.
 AIY_ANCHORS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data",
@@ -227,14 +228,15 @@ def test_anchors_file_round_trip(tmp_path):
 def test_bad_anchors_line_is_named(tmp_path, bad, line):
     path = tmp_path / "anchors.txt"
     path.write_text(bad)
-    with pytest.raises(DecodeError, match=r"anchors\.txt:{}: expected 4 finite".format(line)):
+    with pytest.raises(AnchorsFileError,
+                       match=r"anchors\.txt:{}: expected 4 finite".format(line)):
         decode.load_anchors(str(path))
 
 
 def test_empty_anchors_file_fails(tmp_path):
     path = tmp_path / "anchors.txt"
     path.write_text("")
-    with pytest.raises(DecodeError, match="no anchors"):
+    with pytest.raises(AnchorsFileError, match="no anchors"):
         decode.load_anchors(str(path))
 
 

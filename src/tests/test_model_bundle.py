@@ -9,6 +9,7 @@ import pytest
 from helpers import REPO
 
 from facekit import cli
+from facekit.files import sha256_file
 from facekit.model import bundle
 from facekit.model.anchors import format_anchors, model_anchors
 from facekit.model.config import EMBEDDED_SSD_256
@@ -93,11 +94,11 @@ def test_bundle_layout_and_manifest(inputs, capsys):
     manifest = manifest_of(result)
     assert manifest["version"] == result["version"]
     assert manifest["files"]["model.binaryproto"] == {
-        "sha256": bundle.file_digest(inputs.compiled)[0],
+        "sha256": sha256_file(inputs.compiled)[0],
         "bytes": os.path.getsize(inputs.compiled)}
-    assert manifest["config_sha256"] == bundle.file_digest(inputs.config)[0]
+    assert manifest["config_sha256"] == sha256_file(inputs.config)[0]
     assert manifest["training"] == {"steps": 20, "checkpoint": "train/model.ckpt-20"}
-    assert manifest["dataset"]["sha256"] == bundle.file_digest(inputs.dataset)[0]
+    assert manifest["dataset"]["sha256"] == sha256_file(inputs.dataset)[0]
     assert manifest["dataset"]["counts"] == {"train": {"images": 120, "faces": 300},
                                              "val": {"images": 20, "faces": 41}}
     assert manifest["anchors"] == 1278 and manifest["labels"] == ["face"]
@@ -152,7 +153,7 @@ def test_verify_passes_then_names_each_problem(inputs, capsys):
     assert result["problems"] == [
         "missing file anchors.txt (listed in manifest.json)",
         "model.binaryproto has sha256 {}, manifest.json says {}".format(
-            bundle.file_digest(compiled)[0], bundle.file_digest(inputs.compiled)[0]),
+            sha256_file(compiled)[0], sha256_file(inputs.compiled)[0]),
         "extra file notes.txt (not in manifest.json)",
     ]
     assert result["files"]["anchors.txt"] == "missing"
@@ -218,9 +219,9 @@ def test_bad_inputs_are_refused_before_anything_is_written(inputs, capsys):
         fh.write("0.1 0.2 0.3\n")
     status, _, errors = run(capsys, inputs.args())
     assert status == 1
-    assert errors == ["facekit: error: {}:1279: expected 4 numbers (ymin xmin ymax xmax), got "
-                      "'0.1 0.2 0.3': write it with `facekit model anchors CONFIG --output "
-                      "anchors.txt`".format(inputs.anchors)]
+    assert errors == ["facekit: error: {}:1279: expected 4 finite numbers (ymin xmin ymax "
+                      "xmax), got '0.1 0.2 0.3': write it with `facekit model anchors CONFIG "
+                      "--output anchors.txt`".format(inputs.anchors)]
     for extra, message in ((["--name", "../x"], "bundle name '../x'"),
                            (["--compiler-sha256", "XYZ"], "expected 64 lowercase hex digits"),
                            (["--graph", inputs.dir / "none.pb"], "none.pb: no such file")):
@@ -230,6 +231,18 @@ def test_bad_inputs_are_refused_before_anything_is_written(inputs, capsys):
     with pytest.raises(SystemExit):
         cli.main(inputs.args("--extra", "no-equals-sign"))
     assert "expected key=value" in capsys.readouterr().err
+
+
+def test_non_finite_anchors_are_refused_as_the_detector_refuses_them(inputs, capsys):
+    """One reader of anchors.txt: bundling refuses a table the kit's decoder would refuse."""
+    with open(inputs.anchors, "a") as fh:
+        fh.write("0.1 nan 0.3 inf\n")
+    status, _, errors = run(capsys, inputs.args())
+    assert status == 1
+    assert errors == ["facekit: error: {}:1279: expected 4 finite numbers (ymin xmin ymax "
+                      "xmax), got '0.1 nan 0.3 inf': write it with `facekit model anchors "
+                      "CONFIG --output anchors.txt`".format(inputs.anchors)]
+    assert not os.path.exists(inputs.root)
 
 
 def test_extra_values_are_recorded(inputs, capsys):

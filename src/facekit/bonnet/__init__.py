@@ -15,8 +15,8 @@ state and the TCP server, daemon starts and stops it in the background. Nothing 
 is imported here.
 """
 
-from facekit.model.errors import ModelError
+from facekit.errors import FacekitError
 
 
-class BonnetError(ModelError):
+class BonnetError(FacekitError):
     """The software bonnet cannot start or serve as asked; the message says what to do."""

@@ -18,8 +18,8 @@ import subprocess
 import sys
 import time
 
+from facekit import files
 from facekit.bonnet import BonnetError
-from facekit.dataset import files
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
@@ -98,11 +98,7 @@ def _mark_stopped(path):
     state = read_state(path)
     if state is not None and state.get("running"):
         state["running"] = False
-        tmp = "{}.tmp-{}".format(path, os.getpid())
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(state, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, path)
+        files.replace_json(path, state)
 
 
 def stop(state_file, timeout=STOP_TIMEOUT):

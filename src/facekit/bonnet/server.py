@@ -13,7 +13,6 @@ from the command line until SIGTERM or SIGINT.
 
 import errno
 import hashlib
-import json
 import logging
 import os
 import signal
@@ -22,6 +21,7 @@ import socketserver
 import threading
 import time
 
+from facekit import files
 from facekit.bonnet import BonnetError, protocol, sparse
 from facekit.bonnet.frames import FrameSource
 from facekit.bonnet.models import LoadRefused, Registry
@@ -439,12 +439,8 @@ class Bonnet(object):
         if not self.state_file:
             return
         doc = self.state(running)
-        tmp = "{}.tmp-{}-{}".format(self.state_file, os.getpid(), threading.get_ident())
         try:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(doc, fh, indent=2, sort_keys=True)
-                fh.write("\n")
-            os.replace(tmp, self.state_file)
+            files.replace_json(self.state_file, doc)
         except OSError as exc:
             log.warning("cannot write the state file %s: %s", self.state_file, exc)
 

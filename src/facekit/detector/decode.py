@@ -38,6 +38,7 @@ import struct
 
 import numpy as np
 
+from facekit.model.anchors_file import read_anchors
 from facekit.model.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -57,33 +58,16 @@ and width for pixels."""
 
 
 class DecodeError(ModelError):
-    """Output tensors or an anchors file the decoder cannot use."""
+    """Output tensors or an anchor table the decoder cannot use."""
 
 
 def load_anchors(path):
-    """The anchor table of a file of 'ymin xmin ymax xmax' lines: float32 array [N, 4].
+    """The anchor table of an anchors.txt as a float32 array [N, 4] (ymin xmin ymax xmax).
 
-    The file is what `facekit model anchors` writes (and a bundle's anchors.txt holds).
-    DecodeError names the file and line of a malformed row.
+    AnchorsFileError (facekit.model.anchors_file) names the file and line of a malformed
+    row.
     """
-    rows = []
-    with open(path, "r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            fields = line.split()
-            try:
-                values = [float(f) for f in fields]
-            except ValueError:
-                values = []
-            if len(values) != 4 or not all(math.isfinite(v) for v in values):
-                raise DecodeError(
-                    "{}:{}: expected 4 finite numbers (ymin xmin ymax xmax), got {!r}: "
-                    "write the file with `facekit model anchors CONFIG --output "
-                    "anchors.txt`".format(path, lineno, line.rstrip("\n")))
-            rows.append(values)
-    if not rows:
-        raise DecodeError("{}: no anchors in the file: write it with `facekit model anchors "
-                          "CONFIG --output anchors.txt`".format(path))
-    return np.array(rows, dtype=np.float32)
+    return np.array(read_anchors(path), dtype=np.float32)
 
 
 def _anchor_table(anchors):
@@ -253,17 +237,6 @@ def _positive_sigmoid(x):
     np.exp(d, d)
     d += 1.0
     return np.divide(1.0, d, d)
-
-
-def best_classes(class_logits):
-    """(class ids [N], scores [N]) from logits [N, 1 + C], background first: per anchor the
-    best non-background class (1-based; the lowest on a tie) and sigmoid of its logit."""
-    logits = np.asarray(class_logits, dtype=np.float64)
-    if logits.ndim != 2 or logits.shape[1] < 2:
-        raise DecodeError("class_logits: expected shape (N, 1 + classes) with the background "
-                          "first, got shape {}".format(logits.shape))
-    best = np.argmax(logits[:, 1:], axis=1)
-    return best + 1, sigmoid(logits[np.arange(logits.shape[0]), best + 1])
 
 
 def nms(boxes, scores, iou_threshold=0.5, max_detections=100):
