@@ -13,7 +13,7 @@ try:  # only for tensor_values on a real message
 except ImportError:
     descriptor_pb2 = descriptor_pool = message_factory = None
 
-from facekit.detector import decode
+from facekit.detector import decode, wire
 from facekit.detector.decode import DecodeError, Detection
 from facekit.model.errors import AnchorsFileError
 
@@ -469,17 +469,17 @@ SHAPE = varint(1 << 3 | 2) + varint(len(SHAPE_BODY)) + SHAPE_BODY  # shape {1, 1
 def test_wire_floats_reads_packed_runs_between_other_fields():
     values = np.random.RandomState(80).normal(size=300).astype(np.float32)
     indices = varint(3 << 3 | 2) + varint(2) + b"\x08\x05"
-    wire = SHAPE + packed_floats(2, values[:100]) + indices + packed_floats(2, values[100:])
-    got = decode._wire_floats(wire, 2)
+    data = SHAPE + packed_floats(2, values[:100]) + indices + packed_floats(2, values[100:])
+    got = wire._wire_floats(data, 2)
     assert got.dtype == np.float32 and np.array_equal(got, values)
-    assert decode._wire_floats(SHAPE, 2).size == 0
+    assert wire._wire_floats(SHAPE, 2).size == 0
     # Fields of other wire types (varint 0, 64-bit 1, 32-bit 5) are skipped.
     others = (varint(5 << 3) + varint(300) + varint(6 << 3 | 1) + b"\x00" * 8
               + varint(7 << 3 | 5) + b"\x00" * 4)
-    assert np.array_equal(decode._wire_floats(others + packed_floats(2, values), 2), values)
+    assert np.array_equal(wire._wire_floats(others + packed_floats(2, values), 2), values)
 
 
-@pytest.mark.parametrize("wire", [
+@pytest.mark.parametrize("data", [
     packed_floats(2, [1.0, 2.0])[:-1],                          # cut inside the floats
     varint(2 << 3 | 2) + varint(5) + b"\x00" * 5,               # not a multiple of 4
     varint(2 << 3 | 5) + b"\x00\x00\x80\x3f",                   # not packed (proto2)
@@ -487,14 +487,14 @@ def test_wire_floats_reads_packed_runs_between_other_fields():
     varint(2 << 3 | 3),                                         # a group: not in the schema
     b"\x12" + b"\xff" * 11,                                     # a varint of 11 bytes
 ])
-def test_wire_floats_refuses_what_it_cannot_read(wire):
-    assert decode._wire_floats(wire, 2) is None
+def test_wire_floats_refuses_what_it_cannot_read(data):
+    assert wire._wire_floats(data, 2) is None
 
 
 def test_tensor_values_of_other_objects_is_their_data():
     class Plain(object):
         data = [1.0, 2.0]
-    assert decode.tensor_values(Plain()) is Plain.data
+    assert wire.tensor_values(Plain()) is Plain.data
 
 
 def proto3_tensor_class():
@@ -524,7 +524,7 @@ def test_tensor_values_of_a_protobuf_message_decodes_like_its_data(aiy_anchors):
         tensor = cls()
         tensor.data.extend(array.ravel().tolist())
         messages.append(cls.FromString(tensor.SerializeToString()))
-    values = [decode.tensor_values(m) for m in messages]
+    values = [wire.tensor_values(m) for m in messages]
     for value, array in zip(values, (encodings, logits)):
         assert np.array_equal(np.asarray(value, dtype=np.float32), array.ravel())
     expected = decode.decode_dense(encodings, logits, aiy_anchors)

@@ -30,7 +30,8 @@ import pytest
 from aiy import leds
 from PIL import Image, ImageDraw
 
-from facekit.detector import decode, service
+from facekit.detector import client, decode, exits, outputs, release, service, signals
+from facekit.detector.lights import Lights
 from facekit.detector.status import Status, StatusServer
 from facekit.model import bundle
 
@@ -97,7 +98,7 @@ def sparse_result(encodings, logits, threshold=0.5, **kwargs):
 
 
 def fake_model(labels=("face",)):
-    return service.Model("/opt/facekit/models/releases/abc", name="faces",
+    return release.Model("/opt/facekit/models/releases/abc", name="faces",
                          version="abc", labels=list(labels),
                          anchors=decode.load_anchors(AIY_ANCHORS), input_size=256,
                          compute_graph=b"compiled")
@@ -107,7 +108,7 @@ def test_sparse_result_decodes_like_the_dense_tensors():
     encodings, logits = dense_outputs()
     result = sparse_result(encodings, logits)
     assert 5 < len(result.tensors["concat_1"].data) < 200
-    got = service.result_detections(result, fake_model(), 0.5, 0.5, 100)
+    got = outputs.result_detections(result, fake_model(), 0.5, 0.5, 100)
     expected = decode.decode_dense(encodings, logits, decode.load_anchors(AIY_ANCHORS))
     assert got == expected and len(got) > 1
 
@@ -117,7 +118,7 @@ def test_full_tensors_are_decoded_too():
     encodings, logits = dense_outputs(seed=3)
     result = FakeResult({"concat_1": FakeTensor(logits.reshape(-1).tolist()),
                          "concat": FakeTensor(encodings.reshape(-1).tolist())})
-    got = service.result_detections(result, fake_model(), 0.6, 0.4, 3)
+    got = outputs.result_detections(result, fake_model(), 0.6, 0.4, 3)
     assert got == decode.decode_dense(encodings, logits, decode.load_anchors(AIY_ANCHORS),
                                       score_threshold=0.6, iou_threshold=0.4,
                                       max_detections=3)
@@ -126,15 +127,15 @@ def test_full_tensors_are_decoded_too():
 
 def test_a_frame_without_hits_has_no_faces():
     result = FakeResult({"concat_1": FakeTensor(), "concat": FakeTensor()})
-    assert service.result_detections(result, fake_model()) == []
+    assert outputs.result_detections(result, fake_model()) == []
 
 
 def test_face_records_are_in_the_frame_window():
     det = decode.Detection(1, 0, 0.912345, 0.1, 0.2, 0.5, 0.6)
-    face = service.face_record(det, ["face"], (10, 20, 200, 100))
+    face = outputs.face_record(det, ["face"], (10, 20, 200, 100))
     assert list(face.items()) == [("label", "face"), ("score", 0.9123),
                                   ("box", [50, 30, 80, 40]), ("norm", [0.1, 0.2, 0.5, 0.6])]
-    record = service.frame_record(4, 1700000000.123, fake_model(), [face], 33, camera_frame=17)
+    record = outputs.frame_record(4, 1700000000.123, fake_model(), [face], 33, camera_frame=17)
     assert json.dumps(record) == (
         '{"frame": 4, "time": 1700000000.123, "model": "faces", "version": "abc", '
         '"faces": [{"label": "face", "score": 0.9123, "box": [50, 30, 80, 40], '
@@ -143,10 +144,10 @@ def test_face_records_are_in_the_frame_window():
 
 def test_window_falls_back_to_the_frame_then_the_input_size():
     model = fake_model()
-    assert service.frame_window(FakeResult({}, window=(5, 6, 7, 8)), model) == (5, 6, 7, 8)
-    assert service.frame_window(FakeResult({}, window=(0, 0, 0, 0), size=(640, 480)),
+    assert outputs.frame_window(FakeResult({}, window=(5, 6, 7, 8)), model) == (5, 6, 7, 8)
+    assert outputs.frame_window(FakeResult({}, window=(0, 0, 0, 0), size=(640, 480)),
                                 model) == (0, 0, 640, 480)
-    assert service.frame_window(FakeResult({}, window=(0, 0, 0, 0), size=(0, 0)),
+    assert outputs.frame_window(FakeResult({}, window=(0, 0, 0, 0), size=(0, 0)),
                                 model) == (0, 0, 256, 256)
 
 
@@ -162,10 +163,10 @@ def test_window_falls_back_to_the_frame_then_the_input_size():
      "the model gave class 2 but"),
 ])
 def test_outputs_that_do_not_fit_the_bundle_are_exit_3(tensors, message):
-    with pytest.raises(service.OutputError) as info:
-        service.result_detections(FakeResult(tensors), fake_model())
+    with pytest.raises(outputs.OutputError) as info:
+        outputs.result_detections(FakeResult(tensors), fake_model())
     assert message in str(info.value)
-    assert info.value.exit_status == service.EXIT_MODEL == 3
+    assert info.value.exit_status == exits.EXIT_MODEL == 3
 
 
 # ---- status endpoint ------------------------------------------------------------------
@@ -448,7 +449,7 @@ def test_service_publishes_faces_and_unloads(deployed, monkeypatch, capsys, quie
     empty = FakeResult({"concat_1": FakeTensor(), "concat": FakeTensor()})
     faces = sparse_result(encodings, logits, 0.7, window=(0, 0, 640, 480), duration_ms=41)
     library = FakeLibrary([empty, faces, empty, faces])
-    monkeypatch.setattr(service, "_aiy_inference", lambda: library)
+    monkeypatch.setattr(client, "aiy_inference", lambda: library)
     status, out, errors = run_main(capsys, "--models", models, "--threshold", "0.7",
                                    "--max-detections", "4", "--frames", "4")
     assert (status, errors) == (0, [])
@@ -473,7 +474,7 @@ def test_service_publishes_faces_and_unloads(deployed, monkeypatch, capsys, quie
         assert list(line)[:6] == ["frame", "time", "model", "version", "faces", "ms"]
         assert (line["model"], line["version"], line["ms"]) == ("faces", made["version"], 41)
         assert abs(line["time"] - time.time()) < 60
-        assert line["faces"] == [json.loads(json.dumps(service.face_record(
+        assert line["faces"] == [json.loads(json.dumps(outputs.face_record(
             det, ["face"], (0, 0, 640, 480)))) for det in expected]
 
 
@@ -481,7 +482,7 @@ def test_refused_model_is_exit_3_whatever_the_log_level(deployed, monkeypatch, c
                                                         quiet_root):
     models, made = deployed
     library = FakeLibrary(refuse='Cannot load model: graph "x" is not a compiled model')
-    monkeypatch.setattr(service, "_aiy_inference", lambda: library)
+    monkeypatch.setattr(client, "aiy_inference", lambda: library)
     status, _, errors = run_main(capsys, "--models", models, "--log-level", "error")
     release = os.path.realpath(os.path.join(models, "current"))
     assert status == 3
@@ -497,9 +498,9 @@ def test_unreachable_and_lost_bonnet_are_exit_5(deployed, monkeypatch, capsys, q
     models, _ = deployed
     monkeypatch.setenv("VISION_BONNET_HOST", "127.0.0.1")
     monkeypatch.setenv("VISION_BONNET_PORT", "9")
-    monkeypatch.setattr(service, "uses_spi", lambda: False)
+    monkeypatch.setattr(client, "uses_spi", lambda: False)
     library = FakeLibrary(connect_error=ConnectionRefusedError(111, "Connection refused"))
-    monkeypatch.setattr(service, "_aiy_inference", lambda: library)
+    monkeypatch.setattr(client, "aiy_inference", lambda: library)
     status, _, errors = run_main(capsys, "--models", models)
     assert status == 5
     assert errors[0].startswith(
@@ -511,7 +512,7 @@ def test_unreachable_and_lost_bonnet_are_exit_5(deployed, monkeypatch, capsys, q
 
     empty = FakeResult({"concat_1": FakeTensor(), "concat": FakeTensor()})
     library = FakeLibrary([empty, empty, lost])
-    monkeypatch.setattr(service, "_aiy_inference", lambda: library)
+    monkeypatch.setattr(client, "aiy_inference", lambda: library)
     status, _, errors = run_main(capsys, "--models", models)
     assert status == 5
     assert errors[0].startswith("facekit-detector: error: lost the connection to the Vision "
@@ -523,9 +524,9 @@ def test_unreachable_and_lost_bonnet_are_exit_5(deployed, monkeypatch, capsys, q
 
 
 def test_on_arm_the_spi_device_is_named(monkeypatch):
-    monkeypatch.setattr(service, "uses_spi", lambda: True)
+    monkeypatch.setattr(client, "uses_spi", lambda: True)
     monkeypatch.setenv("VISION_BONNET_HOST", "10.0.0.2")
-    message = service._unreachable(FileNotFoundError(2, "No such file or directory"))
+    message = client._unreachable(FileNotFoundError(2, "No such file or directory"))
     assert message.startswith("cannot open the Vision Bonnet at SPI device /dev/vision_spicomm "
                               "(VISION_BONNET_HOST/VISION_BONNET_PORT are ignored: on ARM the "
                               "AIY library always uses SPI): FileNotFoundError: No such file")
@@ -542,7 +543,7 @@ def test_sigterm_stops_cleanly_and_a_stalled_bonnet_is_abandoned(deployed, monke
         return empty
 
     library = FakeLibrary([empty, sigterm, empty, empty])
-    monkeypatch.setattr(service, "_aiy_inference", lambda: library)
+    monkeypatch.setattr(client, "aiy_inference", lambda: library)
     status, _, errors = run_main(capsys, "--models", models)
     assert (status, errors) == (0, [])
     assert [c[0] for c in library.calls] == ["load", "start", "stop", "unload"]
@@ -552,8 +553,8 @@ def test_sigterm_stops_cleanly_and_a_stalled_bonnet_is_abandoned(deployed, monke
         time.sleep(30)
 
     library = FakeLibrary([empty, stall, empty])
-    monkeypatch.setattr(service, "_aiy_inference", lambda: library)
-    monkeypatch.setattr(service, "STOP_GRACE", 1)
+    monkeypatch.setattr(client, "aiy_inference", lambda: library)
+    monkeypatch.setattr(signals, "STOP_GRACE", 1)
     started = time.monotonic()
     status, _, errors = run_main(capsys, "--models", models)
     assert (status, errors) == (0, [])
@@ -570,7 +571,7 @@ def test_lights_follow_the_state_and_never_stop_the_service(tmp_path, monkeypatc
     device.mkdir(parents=True)
     monkeypatch.setattr(leds, "_DEVICE_PATH", str(device) + "/")
     registers = device / "registers"
-    lights = service.Lights()
+    lights = Lights()
     assert lights.available and (device / "reset").read_text() == "1"
     lights.show(lights.FACES)
     # Each update writes the file anew: the last one is the privacy LED.
@@ -590,7 +591,7 @@ def test_lights_follow_the_state_and_never_stop_the_service(tmp_path, monkeypatc
 
     monkeypatch.setattr(leds, "_DEVICE_PATH", str(tmp_path / "none") + "/")
     with caplog.at_level(logging.INFO):
-        assert not service.Lights().available
+        assert not Lights().available
     assert "no LEDs on this board (no LED driver at {})".format(tmp_path / "none") in caplog.text
 
 
@@ -601,7 +602,7 @@ def test_lights_colours(tmp_path, monkeypatch):
     written = []
     monkeypatch.setattr(leds, "_write", lambda path, data: written.append(
         (os.path.basename(path), str(data))))
-    lights = service.Lights()
+    lights = Lights()
     for state in (lights.FACES, lights.IDLE, lights.ERROR, lights.OFF):
         lights.show(state)
     assert written == [
@@ -737,19 +738,19 @@ def test_the_service_imports_nothing_heavy_on_the_kit():
 
 @needs_kit
 def test_tensor_values_reads_aiy_float_tensors_from_their_wire_form():
-    """Under the kit's protobuf (C++ implementation), decode.tensor_values gives the floats
+    """Under the kit's protobuf (C++ implementation), wire.tensor_values gives the floats
     of AIY's own FloatTensor as an array read from the message's bytes."""
     code = "\n".join([
         "import json, numpy as np",
         "from google.protobuf.internal import api_implementation",
         "from aiy.vision.proto import protocol_pb2",
-        "from facekit.detector import decode",
+        "from facekit.detector import wire",
         "values = np.random.RandomState(7).normal(size=2556).astype(np.float32)",
         "tensor = protocol_pb2.FloatTensor()",
         "tensor.shape.batch, tensor.shape.height, tensor.shape.depth = 1, 1278, 2",
         "tensor.data.extend(values.tolist())",
         "tensor.indices.add().values.extend([3, 1])",
-        "got = decode.tensor_values(protocol_pb2.FloatTensor.FromString(",
+        "got = wire.tensor_values(protocol_pb2.FloatTensor.FromString(",
         "    tensor.SerializeToString()))",
         "print(json.dumps([api_implementation.Type(), type(got).__name__, str(got.dtype),",
         "                  bool(np.array_equal(got, values))]))",
