@@ -16,8 +16,9 @@ not fit the bundle's anchors and labels); 4 the release is missing or does not v
 against its manifest; 5 the Vision Bonnet cannot be reached, the connection was lost, or
 the bonnet reported an error. Restarting cannot fix 3 or 4.
 
-Python 3.5; imports only the standard library, numpy (through decode), the aiy library
-and facekit.model.bundle/errors: this runs on the kit.
+Python 3.5; imports only the standard library, numpy (through decode), the aiy library,
+facekit.model.bundle/errors and facekit.cli.argtypes (not the command groups): this runs
+on the kit.
 """
 
 import argparse
@@ -27,6 +28,7 @@ import sys
 import time
 
 import facekit
+from facekit.cli import argtypes
 from facekit.detector import client
 from facekit.detector.exits import EXIT_FAILURE, EXIT_OK, DetectorError
 from facekit.detector.lights import Lights
@@ -197,22 +199,6 @@ class Service(object):
 
 # ---- command line ---------------------------------------------------------------------
 
-def _number(kind, low=None, high=None, low_open=False, high_open=False):
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError("{!r} is not a {}".format(
-                text, "whole number" if kind is int else "number")) from None
-        if (low is not None and (value < low or (low_open and value == low))) or (
-                high is not None and (value > high or (high_open and value == high))):
-            raise argparse.ArgumentTypeError("{} is outside {}{}, {}{}".format(
-                text, "(" if low_open else "[", low, high if high is not None else "inf",
-                ")" if high_open or high is None else "]"))
-        return value
-    return parse
-
-
 def build_parser():
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -234,30 +220,30 @@ def build_parser():
     parser.add_argument("--status-host", default="127.0.0.1", metavar="HOST",
                         help="address of the status endpoint (default %(default)s: this kit "
                              "only)")
-    parser.add_argument("--status-port", type=_number(int, 0, 65535),
+    parser.add_argument("--status-port", type=argtypes.port,
                         default=DEFAULT_STATUS_PORT, metavar="PORT",
                         help="port of the status endpoint, 0 = no endpoint (default "
                              "%(default)s)")
-    parser.add_argument("--threshold", type=_number(float, 0.0, 1.0, True, True), default=0.5,
-                        metavar="SCORE",
+    parser.add_argument("--threshold", type=argtypes.number(float, 0.0, 1.0, True, True),
+                        default=0.5, metavar="SCORE",
                         help="a face needs a score above this, in (0, 1); the bonnet drops "
                              "anchors below it before they are sent (default %(default)s)")
-    parser.add_argument("--iou", type=_number(float, 0.0, 1.0), default=0.5, metavar="IOU",
+    parser.add_argument("--iou", type=argtypes.number(float, 0.0, 1.0), default=0.5, metavar="IOU",
                         help="non-maximum suppression drops a box overlapping a better one "
                              "by more than this intersection over union (default "
                              "%(default)s)")
-    parser.add_argument("--max-detections", type=_number(int, 1), default=100, metavar="N",
+    parser.add_argument("--max-detections", type=argtypes.positive, default=100, metavar="N",
                         help="at most N faces a frame (default %(default)s)")
-    parser.add_argument("--input-size", type=_number(int, 1), metavar="S",
+    parser.add_argument("--input-size", type=argtypes.positive, metavar="S",
                         help="the model's input side in pixels (default: the manifest's "
                              "extra.input_size, else {})".format(DEFAULT_INPUT_SIZE))
-    parser.add_argument("--frames", type=_number(int, 1), metavar="N",
+    parser.add_argument("--frames", type=argtypes.positive, metavar="N",
                         help="stop after N frames (default: run until SIGTERM/SIGINT)")
-    parser.add_argument("--idle-log-seconds", type=_number(float, 0.0), default=10.0,
+    parser.add_argument("--idle-log-seconds", type=argtypes.nonnegative_float, default=10.0,
                         metavar="SECONDS",
                         help="frames with faces are logged each; frames without are "
                              "summed up at most once per SECONDS (default %(default)s)")
-    parser.add_argument("--max-frame-age", type=_number(float, 0.0, low_open=True),
+    parser.add_argument("--max-frame-age", type=argtypes.number(float, 0.0, low_open=True),
                         default=HEALTHY_FRAME_AGE, metavar="SECONDS",
                         help="unhealthy when the last frame is older than this (default "
                              "%(default)s)")
