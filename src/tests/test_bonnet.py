@@ -27,8 +27,9 @@ from PIL import Image
 
 from facekit import cli
 from facekit.bonnet import BonnetError, frames, protocol, sparse
+from facekit.bonnet.board import Bonnet
 from facekit.bonnet.models import Registry
-from facekit.bonnet.server import Bonnet, BonnetServer
+from facekit.bonnet.server import BonnetServer
 from facekit.model.bundle import create_bundle
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -83,4 +83,3 @@ def main(argv=None):
         sys.stderr.write("facekit: stopped by {}; no partial output was kept\n".format(
             interrupts.signal_name(exc)))
         return interrupts.exit_status(exc)
-

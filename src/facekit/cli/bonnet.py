@@ -174,4 +174,3 @@ def add_group(groups):
                           metavar="SECONDS",
                           help="how long to wait after SIGTERM before SIGKILL (default 15)")
     stop_cmd.set_defaults(func=_cmd_bonnet_stop)
-

@@ -293,4 +293,3 @@ def add_group(groups):
                               help="wait up to SECONDS for a new checkpoint or for the unit "
                                    "to stop before printing (default 0: print at once)")
     progress_cmd.set_defaults(func=_cmd_model_progress)
-

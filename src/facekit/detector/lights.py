@@ -68,4 +68,3 @@ class Lights(object):
                 leds.update(mod.Leds.privacy_off())
 
         self._try(update)
-

@@ -189,4 +189,3 @@ class Publisher(object):
             # Nobody reads stdout any more; the status endpoint still reports the faces.
             log.error("cannot write to stdout (%s): no more JSON lines", exc)
             self._broken = True
-

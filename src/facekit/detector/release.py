@@ -123,4 +123,3 @@ def open_bundle(path, input_size=None):
         input_size = _manifest_input_size(manifest, path) or DEFAULT_INPUT_SIZE
     return Model(path, name=check["name"], version=check["version"], labels=labels,
                  anchors=anchors, input_size=input_size, compute_graph=compute_graph)
-

@@ -67,4 +67,3 @@ class StopSignals(object):
             yield
         finally:
             signal.alarm(0)
-

@@ -92,5 +92,3 @@ def _varint(wire, position):
         if byte < 0x80:
             return value, position
     raise ValueError("a varint is cut or longer than 10 bytes")
-
-
