@@ -18,7 +18,7 @@ PY36_CODE := src/facekit
 PY35_CODE := src/facekit/__init__.py src/facekit/errors.py src/facekit/files.py \
 	src/facekit/interrupts.py src/facekit/lock.py src/facekit/progress.py src/facekit/cli \
 	src/facekit/model/__init__.py src/facekit/model/errors.py src/facekit/model/anchors_file.py \
-	src/facekit/model/bundle.py src/facekit/detector roles/vision_kit/files
+	src/facekit/model/bundle.py src/facekit/detector
 
 .PHONY: help test venv py36 kit-env lint pytest molecule lab lab-down bench bench-fleet clean
 

@@ -11,6 +11,7 @@ One module per job:
   lights    the button's and privacy LEDs as the service's state
   signals   SIGTERM/SIGINT and the grace given to a bonnet that does not answer
   status    the HTTP status endpoint (/status, /healthz)
+  health    the deploy's health gate, run by roles/vision_kit after a restart
   exits     the exit statuses, which the kit's unit and the health gate read too
 
 Code here runs on the kit: Python 3.5, numpy, the standard library and the aiy library
