@@ -32,7 +32,8 @@ from facekit.bonnet.models import Registry
 from facekit.bonnet.server import BonnetServer
 from facekit.model.bundle import create_bundle
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
 KIT_PY = os.path.join(REPO, ".venv-kit", "bin", "python")
 AIY_ANCHORS = os.path.join(REPO, "src", "tests", "data", "aiy_anchors_256.txt")
 needs_kit = pytest.mark.skipif(
