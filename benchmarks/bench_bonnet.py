@@ -30,6 +30,8 @@ ROOT = os.path.dirname(HERE)
 SRC = os.path.join(ROOT, "src")
 sys.path.insert(0, SRC)
 
+from facekit import files  # noqa: E402
+
 DEFAULT_MODEL = os.path.join(ROOT, "artifacts", "models", "face_ssd_embedded")
 DEFAULT_FRAMES = os.path.join(ROOT, ".cache", "lab", "standins", "www", "widerface", "heldout")
 KIT_PYTHON = os.path.join(ROOT, ".venv-kit", "bin", "python")
@@ -199,12 +201,8 @@ def _facekit(*argv):
     return [sys.executable, "-m", "facekit.cli"] + list(argv)
 
 
-def _tail(path, lines=20):
-    try:
-        with open(path, "r", encoding="utf-8", errors="replace") as fh:
-            return "".join(fh.readlines()[-lines:]).rstrip()
-    except OSError:
-        return "(no log at {})".format(path)
+def _tail(path):
+    return files.tail(path, 20, missing="(no log at {})".format(path))
 
 
 def start_bonnet(models, frames, state_file):

@@ -193,6 +193,16 @@ def replace_json(path, doc):
         raise
 
 
+def tail(path, lines=15, missing=""):
+    """The last `lines` lines of a text file (a log), trailing whitespace removed, for an
+    error message that shows why a process stopped; `missing` when it cannot be read."""
+    try:
+        with open(path, "r", encoding="utf-8", errors="replace") as fh:
+            return "".join(fh.readlines()[-lines:]).rstrip()
+    except OSError:
+        return missing
+
+
 def sha256_file(path, chunk=1 << 20):
     """Hex sha256 and size in bytes of a file, read in chunks."""
     digest = hashlib.sha256()

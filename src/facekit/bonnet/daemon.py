@@ -86,14 +86,6 @@ def listening(host, port, timeout=1.0):
     return True
 
 
-def _tail(path, lines=15):
-    try:
-        with open(path, "r", encoding="utf-8", errors="replace") as fh:
-            return "".join(fh.readlines()[-lines:]).strip()
-    except OSError:
-        return ""
-
-
 def _mark_stopped(path):
     state = read_state(path)
     if state is not None and state.get("running"):
@@ -171,10 +163,10 @@ def start_background(options, verbosity=(), timeout=START_TIMEOUT):
         status = child.poll()
         if status is not None:
             raise BonnetError("the bonnet exited with status {} before listening; the end of "
-                              "{}:\n{}".format(status, log_file, _tail(log_file)))
+                              "{}:\n{}".format(status, log_file, files.tail(log_file)))
         if time.monotonic() > deadline:
             child.kill()
             child.wait()
             raise BonnetError("the bonnet did not listen within {:.0f} s (killed); the end of "
-                              "{}:\n{}".format(timeout, log_file, _tail(log_file)))
+                              "{}:\n{}".format(timeout, log_file, files.tail(log_file)))
         time.sleep(0.05)
