@@ -8,11 +8,6 @@ import pytest
 from detector_fakes import KIT_PYTHON, kit_env, needs_kit
 from test_decode import AIY_ANCHORS, clustered_tensors
 
-try:  # only for tensor_values on a real message
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-except ImportError:
-    descriptor_pb2 = descriptor_pool = message_factory = None
-
 from facekit.detector import decode, wire
 
 
@@ -73,27 +68,22 @@ def test_tensor_values_of_other_objects_is_their_data():
     assert wire.tensor_values(Plain()) is Plain.data
 
 
-def proto3_tensor_class():
-    """A FloatTensor-like class (`data` = 2, packed, as AIY's) from a descriptor, with this
-    venv's protobuf (the test is skipped without one)."""
-    if message_factory is None:
-        pytest.skip("no protobuf in this environment")
-    proto = descriptor_pb2.FileDescriptorProto(name="facekit_test_tensor.proto",
-                                               package="facekit_test", syntax="proto3")
-    message = proto.message_type.add(name="FloatTensor")
-    message.field.add(name="data", number=2,
-                      label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
-                      type=descriptor_pb2.FieldDescriptorProto.TYPE_FLOAT)
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    descriptor = pool.FindMessageTypeByName("facekit_test.FloatTensor")
-    if hasattr(message_factory, "GetMessageClass"):
-        return message_factory.GetMessageClass(descriptor)
-    return message_factory.MessageFactory(pool).GetPrototype(descriptor)
+def aiy_float_tensor_class():
+    """AIY's own FloatTensor message class (`data` = field 2, packed, proto3), made from the
+    descriptor in aiy's protocol_pb2.py with this venv's protobuf, as the software bonnet
+    makes it (the test is skipped where that cannot be done)."""
+    try:
+        from facekit.bonnet import BonnetError, protocol  # noqa: PLC0415
+    except ImportError as exc:
+        pytest.skip("facekit.bonnet cannot be imported: {}".format(exc))
+    try:
+        return protocol.load().FloatTensor
+    except (ImportError, BonnetError) as exc:
+        pytest.skip("AIY's protocol cannot be loaded here: {}".format(exc))
 
 
 def test_tensor_values_of_a_protobuf_message_decodes_like_its_data(aiy_anchors):
-    cls = proto3_tensor_class()
+    cls = aiy_float_tensor_class()
     encodings, logits = clustered_tensors(81, 20)
     messages = []
     for array in (encodings, logits):

@@ -241,24 +241,26 @@ def test_extra_values_are_recorded(inputs, capsys):
     assert manifest["extra"] == {"run": "lab", "note": "a=b"}
 
 
+def on_kit_python(code, *argv):
+    """stdout of `code` run by the Vision Kit's Python (3.7) on this checkout's src."""
+    result = subprocess.run([PY37, "-c", code] + list(argv), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True, check=False,
+                            env=dict(os.environ, PYTHONPATH=os.path.join(REPO, "src")))
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 @pytest.mark.skipif(not os.path.exists(PY37), reason="no Python 3.7 at " + PY37)
 def test_verify_runs_on_the_vision_kits_python(inputs, capsys):
     """bundle.py and what it imports run on the kit: vermin checks 3.5, this runs 3.7."""
     path = make(capsys, inputs)["path"]
-    code = ("import json, sys; from facekit.model.bundle import verify_bundle; "
-            "print(json.dumps(verify_bundle(sys.argv[1])))")
-    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "src"))
-    result = subprocess.run([PY37, "-c", code, path], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, universal_newlines=True, env=env,
-                            check=False)
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == bundle.verify_bundle(path)
-    check = subprocess.run(
-        [PY37, "-c", "import sys, facekit.model.bundle; "
-                     "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-                     "('numpy', 'tensorflow', 'google')))"],
-        stdout=subprocess.PIPE, universal_newlines=True, env=env, check=True)
-    assert check.stdout.strip() == "[]"
+    out = on_kit_python("import json, sys; from facekit.model.bundle import verify_bundle; "
+                        "print(json.dumps(verify_bundle(sys.argv[1])))", path)
+    assert json.loads(out) == bundle.verify_bundle(path)
+    out = on_kit_python("import sys, facekit.model.bundle; "
+                        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+                        "('numpy', 'tensorflow', 'google')))")
+    assert out.strip() == "[]"
 
 
 @pytest.mark.skipif(not os.path.exists(PY37), reason="no Python 3.7 at " + PY37)
@@ -273,11 +275,6 @@ def test_facekit_model_verify_imports_no_training_stack(inputs, capsys):
             "heavy = ('numpy', 'tensorflow', 'google', 'pandas', 'lxml', 'PIL', 'tqdm')\n"
             "print(json.dumps([status, sorted(m for m in sys.modules if m.split('.')[0] in heavy"
             " or m.startswith('facekit.dataset'))]))")
-    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "src"))
-    result = subprocess.run([PY37, "-c", code, path], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, universal_newlines=True, env=env,
-                            check=False)
-    assert result.returncode == 0, result.stderr
-    *verified, imported = result.stdout.splitlines()
+    *verified, imported = on_kit_python(code, path).splitlines()
     assert json.loads("\n".join(verified))["ok"] is True
     assert json.loads(imported) == [0, []]
