@@ -5,8 +5,8 @@ Not part of pass/fail: it prints a table. See README.md here.
 It starts `facekit bonnet serve --fps 0 --port 0 --background` on the bundle's parent
 directory, then runs AIY's own client library (aiy.vision.inference, in .venv-kit:
 Python 3.7, protobuf 3.20, as on the Vision Kit) against it, once with the sparse
-configs the detector service asks for (facekit.detector.service.sparse_configs) and
-once dense, decoding every frame with facekit.detector.service.result_detections
+configs the detector service asks for (facekit.detector.outputs.sparse_configs) and
+once dense, decoding every frame with facekit.detector.outputs.result_detections
 (facekit.detector.decode). The two modes alternate in --rounds camera sessions, so
 other load on the machine falls on both. The bonnet's own inference time per frame
 comes from its state file (mean_ms over the measured frames) and from the results'
@@ -29,6 +29,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SRC = os.path.join(ROOT, "src")
 sys.path.insert(0, SRC)
+
+from facekit import files  # noqa: E402
 
 DEFAULT_MODEL = os.path.join(ROOT, "artifacts", "models", "face_ssd_embedded")
 DEFAULT_FRAMES = os.path.join(ROOT, ".cache", "lab", "standins", "www", "widerface", "heldout")
@@ -60,9 +62,9 @@ def _new_totals():
 def _session(kit, configs, count, args, totals):
     """One camera session of `count` frames, each fetched and decoded, added to totals.
 
-    kit: (aiy.vision.inference, facekit.detector.service, ModelDescriptor, service.Model).
+    kit: (aiy.vision.inference, facekit.detector.outputs, ModelDescriptor, release.Model).
     """
-    inference, service, descriptor, model = kit
+    inference, outputs, descriptor, model = kit
     # The previous session's stop made the bonnet write its state file before it answered.
     before = _state_totals(args.state_file)
     with inference.CameraInference(descriptor, sparse_configs=configs) as camera:
@@ -72,7 +74,7 @@ def _session(kit, configs, count, args, totals):
             t0 = time.perf_counter()
             result = next(frames)
             t1 = time.perf_counter()
-            detections = service.result_detections(result, model, args.threshold)
+            detections = outputs.result_detections(result, model, args.threshold)
             t2 = time.perf_counter()
             totals["frame_ms"].append((t2 - t0) * 1000.0)
             totals["decode_ms"].append((t2 - t1) * 1000.0)
@@ -90,10 +92,10 @@ def _session(kit, configs, count, args, totals):
 def _measure(kit, modes, args):
     """--warmup frames, then --count frames per mode in --rounds alternating sessions,
     so that a neighbour's load on the machine falls on every mode alike."""
-    inference, service, descriptor, model = kit
+    inference, outputs, descriptor, model = kit
     with inference.CameraInference(descriptor, sparse_configs=modes[0][1]) as camera:
         for result in camera.run(args.warmup):
-            service.result_detections(result, model, args.threshold)
+            outputs.result_detections(result, model, args.threshold)
     rounds = min(args.rounds, args.count)
     totals = {name: _new_totals() for name, _ in modes}
     for number in range(rounds):
@@ -116,15 +118,17 @@ def client(args):
     from google.protobuf import __version__ as protobuf_version  # noqa: PLC0415
     from google.protobuf.internal import api_implementation  # noqa: PLC0415
 
-    from facekit.detector import service  # noqa: PLC0415
+    from facekit.detector import client as kit_client  # noqa: PLC0415
+    from facekit.detector import outputs, release  # noqa: PLC0415
+    from facekit.detector.exits import DetectorError  # noqa: PLC0415
 
     try:
-        model = service.open_bundle(args.bundle)
-    except service.DetectorError as exc:
+        model = release.open_bundle(args.bundle)
+    except DetectorError as exc:
         raise BenchError(str(exc)) from None
     descriptor = inference.ModelDescriptor(
         name=model.bonnet_name, input_shape=(1, model.input_size, model.input_size, 3),
-        input_normalizer=service.INPUT_NORMALIZER, compute_graph=model.compute_graph)
+        input_normalizer=kit_client.INPUT_NORMALIZER, compute_graph=model.compute_graph)
     try:
         import pkg_resources  # noqa: PLC0415 - setuptools; no importlib.metadata on 3.7
 
@@ -143,9 +147,9 @@ def client(args):
             raise BenchError("the bonnet did not load model {} from {}: see its log".format(
                 model.bonnet_name, args.bundle))
         try:
-            modes = (("sparse", service.sparse_configs(model, args.threshold)),
+            modes = (("sparse", outputs.sparse_configs(model, args.threshold, inference)),
                      ("dense", None))
-            doc["modes"] = _measure((inference, service, descriptor, model), modes, args)
+            doc["modes"] = _measure((inference, outputs, descriptor, model), modes, args)
         finally:
             engine.unload_model(model.bonnet_name)
     json.dump(doc, sys.stdout)
@@ -197,12 +201,8 @@ def _facekit(*argv):
     return [sys.executable, "-m", "facekit.cli"] + list(argv)
 
 
-def _tail(path, lines=20):
-    try:
-        with open(path, "r", encoding="utf-8", errors="replace") as fh:
-            return "".join(fh.readlines()[-lines:]).rstrip()
-    except OSError:
-        return "(no log at {})".format(path)
+def _tail(path):
+    return files.tail(path, 20, missing="(no log at {})".format(path))
 
 
 def start_bonnet(models, frames, state_file):
@@ -327,7 +327,7 @@ def report(args, bundle, frames, doc, timings):
     for line in (
             "client fps:  frames / wall time of the measured sessions",
             "mean/p50/p95 ms: one frame at the client (camera_inference round trip + decode)",
-            "decode ms:   service.result_detections (facekit.detector.decode) per frame",
+            "decode ms:   outputs.result_detections (facekit.detector.decode) per frame",
             "bonnet ms:   the bonnet's inference per frame (resize, normalise, TensorFlow), "
             "from its state file's mean_ms",
             "duration_ms: the same as the results report it (whole ms)",

@@ -33,7 +33,7 @@ try:  # only for the "protobuf data" input form
 except ImportError:
     PROTOBUF_VERSION = None
 
-from facekit.detector import decode  # noqa: E402
+from facekit.detector import decode, wire  # noqa: E402
 from facekit.model.anchors import model_anchors  # noqa: E402
 from facekit.model.config import EMBEDDED_SSD_256  # noqa: E402
 
@@ -302,8 +302,8 @@ def variants(frame, table, anchor_rows, options):
             ("dense", "plain loop", "protobuf data", None,
              lambda: plain_dense(pb_encodings.data, pb_logits.data, anchor_rows)),
             ("dense", "decode_dense", "protobuf data", "protobuf data",
-             lambda: decode.decode_dense(decode.tensor_values(pb_encodings),
-                                         decode.tensor_values(pb_logits), table, **options)),
+             lambda: decode.decode_dense(wire.tensor_values(pb_encodings),
+                                         wire.tensor_values(pb_logits), table, **options)),
         ]
     rows += [
         ("sparse", "plain loop", "hits + boxes", None,

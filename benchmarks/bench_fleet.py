@@ -39,6 +39,8 @@ import urllib.request
 
 import yaml
 
+from facekit import files
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
@@ -146,12 +148,8 @@ def podman(*args, check=True, timeout=120):
     return run
 
 
-def _tail(path, lines=15):
-    try:
-        with open(path, "r", encoding="utf-8", errors="replace") as fh:
-            return "".join(fh.readlines()[-lines:]).rstrip()
-    except OSError:
-        return "(no log at {})".format(path)
+def _tail(path):
+    return files.tail(path, missing="(no log at {})".format(path))
 
 
 # ---------------------------------------------------------------- checks and facts

@@ -54,6 +54,8 @@ import models_standin  # noqa: E402
 import widerface_sample  # noqa: E402
 from digest import file_sha256  # noqa: E402
 
+from facekit.files import pid_alive  # noqa: E402 - the controller venv has facekit (editable)
+
 LOG = logging.getLogger("standins")
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -383,14 +385,6 @@ def _port_answers(host, port):
     return False
 
 
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
-
-
 def _free_port(host):
     with socket.socket() as probe:
         probe.bind((host, 0))
@@ -416,10 +410,10 @@ def serve(args):
         with open(state_file) as handle:
             state = json.load(handle)
         same_target = state["built"].get("target", "modern") == args.target
-        if same_target and _pid_alive(state["pid"]) and _port_answers(args.host, state["port"]):
+        if same_target and pid_alive(state["pid"]) and _port_answers(args.host, state["port"]):
             _emit(args, role_vars(state["built"], state["port"], args.host), changed=False)
             return
-        if _pid_alive(state["pid"]):  # serving another target: replaced by the one built now
+        if pid_alive(state["pid"]):  # serving another target: replaced by the one built now
             os.kill(state["pid"], signal.SIGTERM)
     os.makedirs(args.dir, exist_ok=True)
     built = build(args)
@@ -490,7 +484,7 @@ def stop(args):
     with open(state_file) as handle:
         state = json.load(handle)
     stopped = False
-    if _pid_alive(state["pid"]):
+    if pid_alive(state["pid"]):
         os.kill(state["pid"], signal.SIGTERM)
         stopped = True
     os.remove(state_file)

@@ -17,7 +17,7 @@ import time
 import pytest
 from helpers import REPO, WiderTree, face, jpeg_bytes, tree_bytes
 
-from facekit.dataset import files, interrupts
+from facekit import files, interrupts
 from facekit.dataset.convert import convert
 
 IMAGES = 6000  # about 3 s of converting with --workers 2 on 2 cores

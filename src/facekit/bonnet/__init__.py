@@ -10,13 +10,14 @@ hardware.
 
 protocol builds the message classes from the descriptor in aiy's own protocol_pb2.py
 (any protobuf from 3.20 to 7), models maps compiled graphs to bundles and runs them,
-sparse computes thresholded outputs, frames is the camera, server holds the board's
-state and the TCP server, daemon starts and stops it in the background. Nothing heavy
+sparse computes thresholded outputs, frames is the camera, board holds the board's
+state and answers requests, server is the TCP server, daemon starts and stops it in the
+background. Nothing heavy
 is imported here.
 """
 
-from facekit.model.errors import ModelError
+from facekit.errors import FacekitError
 
 
-class BonnetError(ModelError):
+class BonnetError(FacekitError):
     """The software bonnet cannot start or serve as asked; the message says what to do."""

@@ -18,8 +18,8 @@ import subprocess
 import sys
 import time
 
+from facekit import files
 from facekit.bonnet import BonnetError
-from facekit.dataset import files
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
@@ -86,23 +86,11 @@ def listening(host, port, timeout=1.0):
     return True
 
 
-def _tail(path, lines=15):
-    try:
-        with open(path, "r", encoding="utf-8", errors="replace") as fh:
-            return "".join(fh.readlines()[-lines:]).strip()
-    except OSError:
-        return ""
-
-
 def _mark_stopped(path):
     state = read_state(path)
     if state is not None and state.get("running"):
         state["running"] = False
-        tmp = "{}.tmp-{}".format(path, os.getpid())
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(state, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, path)
+        files.replace_json(path, state)
 
 
 def stop(state_file, timeout=STOP_TIMEOUT):
@@ -175,10 +163,10 @@ def start_background(options, verbosity=(), timeout=START_TIMEOUT):
         status = child.poll()
         if status is not None:
             raise BonnetError("the bonnet exited with status {} before listening; the end of "
-                              "{}:\n{}".format(status, log_file, _tail(log_file)))
+                              "{}:\n{}".format(status, log_file, files.tail(log_file)))
         if time.monotonic() > deadline:
             child.kill()
             child.wait()
             raise BonnetError("the bonnet did not listen within {:.0f} s (killed); the end of "
-                              "{}:\n{}".format(timeout, log_file, _tail(log_file)))
+                              "{}:\n{}".format(timeout, log_file, files.tail(log_file)))
         time.sleep(0.05)

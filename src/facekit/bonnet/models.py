@@ -27,8 +27,8 @@ import time
 import numpy as np
 
 from facekit.bonnet import BonnetError
+from facekit.errors import FacekitError
 from facekit.model import bundle as bundles
-from facekit.model.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class Model(object):
         except LoadRefused:
             self.close()
             raise
-        except (ModelError, ValueError, TypeError, KeyError, tf.errors.OpError) as exc:
+        except (FacekitError, ValueError, TypeError, KeyError, tf.errors.OpError) as exc:
             self.close()
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else \
                 type(exc).__name__

@@ -15,15 +15,16 @@ import hashlib
 import logging
 import os
 
+from facekit import interrupts
 from facekit.dataset import filters as flt
-from facekit.dataset import interrupts, pipeline
+from facekit.dataset import pipeline
 from facekit.dataset.csvfile import CsvWriter
 from facekit.dataset.labelmap import write_label_map
-from facekit.dataset.lock import claim_output
 from facekit.dataset.manifest import ImageDigest, split_entry, update_manifest
 from facekit.dataset.tfrecord import ShardedWriter, shard_glob
 from facekit.dataset.voc import CLASS_NAME, VocWriter
 from facekit.dataset.wider import parse_annotations
+from facekit.lock import claim_output
 
 log = logging.getLogger(__name__)
 

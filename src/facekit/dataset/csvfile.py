@@ -9,7 +9,7 @@ class and box fields, so the CSV -> TFRecord step does not lose negatives
 
 import pandas as pd
 
-from facekit.dataset import files
+from facekit import files
 from facekit.dataset.errors import AnnotationError
 
 COLUMNS = ["filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax"]

@@ -1,7 +1,9 @@
 """Exceptions the dataset tools raise; the CLI turns them into one-line errors."""
 
+from facekit.errors import FacekitError
 
-class DatasetError(Exception):
+
+class DatasetError(FacekitError):
     """Bad input data: the message says what, where, and (where it can) what to do."""
 
 

@@ -1,6 +1,6 @@
 """label_map.pbtxt: the Object Detection API's class list (one class, id 1, 'face')."""
 
-from facekit.dataset import files
+from facekit import files
 
 LABEL_MAP = "item {\n  id: 1\n  name: 'face'\n}\n"
 

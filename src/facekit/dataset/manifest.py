@@ -12,7 +12,7 @@ import os
 import platform
 
 import facekit
-from facekit.dataset import files
+from facekit import files
 
 log = logging.getLogger(__name__)
 

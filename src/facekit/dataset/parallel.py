@@ -17,7 +17,7 @@ import signal
 import time
 import traceback
 
-from facekit.dataset import interrupts
+from facekit import interrupts
 from facekit.dataset.errors import DatasetError
 
 # Images per task: large enough to amortise the pipe round trip, small enough that

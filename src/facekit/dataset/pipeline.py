@@ -9,13 +9,13 @@ import logging
 import re
 import sys
 
+from facekit import interrupts
 from facekit.dataset import filters as flt
-from facekit.dataset import interrupts
 from facekit.dataset.errors import DatasetError, ImageError
 from facekit.dataset.images import ImageProblem, attach_bytes, inspect_job
 from facekit.dataset.parallel import ordered_map
-from facekit.dataset.progress import track
 from facekit.dataset.wider import parse_annotations
+from facekit.progress import track
 
 log = logging.getLogger(__name__)
 

@@ -13,20 +13,21 @@ import hashlib
 import logging
 import os
 
+from facekit import interrupts
 from facekit.dataset import filters as flt
-from facekit.dataset import interrupts, pipeline
+from facekit.dataset import pipeline
 from facekit.dataset.convert import abort_all, annotation_input, shard_entries
 from facekit.dataset.csvfile import CsvWriter, read_images
 from facekit.dataset.errors import AnnotationError, DatasetError
-from facekit.dataset.files import sha256_file
 from facekit.dataset.images import ImageProblem, attach_bytes, inspect_job
 from facekit.dataset.labelmap import write_label_map
-from facekit.dataset.lock import claim_output
 from facekit.dataset.manifest import ImageDigest, split_entry, update_manifest
 from facekit.dataset.parallel import ordered_map
-from facekit.dataset.progress import track
 from facekit.dataset.tfrecord import CLASS_TEXT, ShardedWriter
 from facekit.dataset.voc import VocWriter, read_annotation
+from facekit.files import sha256_file
+from facekit.lock import claim_output
+from facekit.progress import track
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import logging
 import os
 import re
 
-from facekit.dataset import files
+from facekit import files
 
 log = logging.getLogger(__name__)
 

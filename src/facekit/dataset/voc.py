@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from lxml import etree
 
-from facekit.dataset import files
+from facekit import files
 from facekit.dataset.errors import AnnotationError, DatasetError
 
 CLASS_NAME = "face"

@@ -1,7 +1,19 @@
-"""The detector that runs on the Vision Kit: turns the Vision Bonnet's SSD output tensors
-into face boxes.
+"""The face detector that runs on the Vision Kit (`facekit-detector`, `python -m
+facekit.detector`): the model release on the Vision Bonnet, its outputs turned into faces.
 
-decode holds the SSD output decoder (anchors file, box coder, scores, NMS, dense and
-sparse tensors). Code here runs on the kit: Python 3.5, numpy and the standard library
+One module per job:
+  service   the service loop and its command line (main)
+  release   which bundle to run, verified against its manifest (Model)
+  client    the connection to the Vision Bonnet through AIY's library (BonnetClient)
+  outputs   a frame's result -> detections -> the JSON line published; sparse configs
+  decode    the SSD decoder: box coder, scores, NMS, dense and sparse tensors
+  wire      a FloatTensor's floats read from its protobuf wire form
+  lights    the button's and privacy LEDs as the service's state
+  signals   SIGTERM/SIGINT and the grace given to a bonnet that does not answer
+  status    the HTTP status endpoint (/status, /healthz)
+  health    the deploy's health gate, run by roles/vision_kit after a restart
+  exits     the exit statuses, which the kit's unit and the health gate read too
+
+Code here runs on the kit: Python 3.5, numpy, the standard library and the aiy library
 only (no f-strings, no variable annotations, no TensorFlow).
 """

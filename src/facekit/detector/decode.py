@@ -27,8 +27,8 @@ floats, as a numpy call costs as much as a whole candidate there. More go throug
 (NMS still on Python floats while few boxes can be kept, an IoU matrix otherwise). Both
 ways do the same IEEE operations in the same order, math.exp or np.exp aside (which
 may differ in the last bit); the dense and sparse forms of a frame take the same way and
-agree to the bit. tensor_values reads a FloatTensor message's floats from its wire form,
-as reading protobuf 3's repeated fields costs a Python float per element.
+agree to the bit. A FloatTensor message's floats come fastest from its wire form
+(facekit.detector.wire.tensor_values).
 """
 
 import collections
@@ -38,6 +38,7 @@ import struct
 
 import numpy as np
 
+from facekit.model.anchors_file import read_anchors
 from facekit.model.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -57,33 +58,16 @@ and width for pixels."""
 
 
 class DecodeError(ModelError):
-    """Output tensors or an anchors file the decoder cannot use."""
+    """Output tensors or an anchor table the decoder cannot use."""
 
 
 def load_anchors(path):
-    """The anchor table of a file of 'ymin xmin ymax xmax' lines: float32 array [N, 4].
+    """The anchor table of an anchors.txt as a float32 array [N, 4] (ymin xmin ymax xmax).
 
-    The file is what `facekit model anchors` writes (and a bundle's anchors.txt holds).
-    DecodeError names the file and line of a malformed row.
+    AnchorsFileError (facekit.model.anchors_file) names the file and line of a malformed
+    row.
     """
-    rows = []
-    with open(path, "r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            fields = line.split()
-            try:
-                values = [float(f) for f in fields]
-            except ValueError:
-                values = []
-            if len(values) != 4 or not all(math.isfinite(v) for v in values):
-                raise DecodeError(
-                    "{}:{}: expected 4 finite numbers (ymin xmin ymax xmax), got {!r}: "
-                    "write the file with `facekit model anchors CONFIG --output "
-                    "anchors.txt`".format(path, lineno, line.rstrip("\n")))
-            rows.append(values)
-    if not rows:
-        raise DecodeError("{}: no anchors in the file: write it with `facekit model anchors "
-                          "CONFIG --output anchors.txt`".format(path))
-    return np.array(rows, dtype=np.float32)
+    return np.array(read_anchors(path), dtype=np.float32)
 
 
 def _anchor_table(anchors):
@@ -253,17 +237,6 @@ def _positive_sigmoid(x):
     np.exp(d, d)
     d += 1.0
     return np.divide(1.0, d, d)
-
-
-def best_classes(class_logits):
-    """(class ids [N], scores [N]) from logits [N, 1 + C], background first: per anchor the
-    best non-background class (1-based; the lowest on a tie) and sigmoid of its logit."""
-    logits = np.asarray(class_logits, dtype=np.float64)
-    if logits.ndim != 2 or logits.shape[1] < 2:
-        raise DecodeError("class_logits: expected shape (N, 1 + classes) with the background "
-                          "first, got shape {}".format(logits.shape))
-    best = np.argmax(logits[:, 1:], axis=1)
-    return best + 1, sigmoid(logits[np.arange(logits.shape[0]), best + 1])
 
 
 def nms(boxes, scores, iou_threshold=0.5, max_detections=100):
@@ -556,90 +529,6 @@ def _array_if_cheap(values):
     if hasattr(values, "__array__") and not isinstance(values, np.ndarray):
         return np.asarray(values)
     return values
-
-
-# The repeated fields of protobuf's C implementations: C++ (protobuf 3.x, as the kit's
-# Raspbian packages it), whose elements cost ~100 ns each to read (0.3 ms for a frame's
-# dense tensors), and upb (protobuf >= 4). Their message's wire form is a copy of the floats
-# made in C, which numpy reads without a Python float per element. The pure-Python
-# implementation's field is a list, and its serialisation slow: it is read as it is.
-_C_CONTAINERS = ("google.protobuf.pyext._message", "google._upb._message")
-
-
-def tensor_values(tensor):
-    """The `data` of a FloatTensor message (AIY's protocol) in the form decode_dense reads
-    fastest: under protobuf's C++ or upb implementation a float32 array read from the
-    message's wire form, otherwise the repeated field itself. Anything unexpected (a
-    schema whose floats are not packed) gives `data` as it is."""
-    values = tensor.data
-    if type(values).__module__ not in _C_CONTAINERS:
-        return values
-    try:
-        number = tensor.DESCRIPTOR.fields_by_name["data"].number
-        wire = tensor.SerializeToString()
-    except Exception:  # noqa: BLE001 - the repeated field still works, only slower
-        return values
-    floats = _wire_floats(wire, number)
-    if floats is None or floats.size != len(values):
-        return values
-    return floats
-
-
-def _wire_floats(wire, number):
-    """The floats of field `number` (a packed repeated float, as proto3 makes them: AIY's
-    FloatTensor) in a message's wire form, as a float32 array, the packed runs in order.
-    None if the bytes do not parse as protobuf fields or the field is not packed."""
-    chunks = []
-    position = 0
-    try:
-        while position < len(wire):
-            field, start, position = _wire_field(wire, position)
-            if field == number:
-                if start is None or (position - start) % 4:
-                    return None  # not packed (a proto2 schema: a key per value), or cut
-                chunks.append(np.frombuffer(wire, "<f4", (position - start) // 4, start))
-    except ValueError:
-        return None
-    if len(chunks) == 1:
-        return chunks[0]
-    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
-
-
-def _wire_field(wire, position):
-    """(field number, where a length-delimited field's bytes start or None, the position
-    after the field) of the field at position; ValueError if it does not parse."""
-    key, position = _varint(wire, position)
-    wire_type = key & 7
-    start = None
-    if wire_type == 0:
-        end = _varint(wire, position)[1]
-    elif wire_type == 1:
-        end = position + 8
-    elif wire_type == 2:
-        length, start = _varint(wire, position)
-        end = start + length
-    elif wire_type == 5:
-        end = position + 4
-    else:
-        raise ValueError("wire type {} is not used by the schema".format(wire_type))
-    if end > len(wire):
-        raise ValueError("a field runs past the end")
-    return key >> 3, start, end
-
-
-def _varint(wire, position):
-    """(value, position after it) of the base-128 varint at position; ValueError when the
-    bytes end inside it or it is longer than 10 bytes."""
-    value = 0
-    for shift in range(0, 70, 7):
-        if position >= len(wire):
-            break
-        byte = wire[position]
-        position += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, position
-    raise ValueError("a varint is cut or longer than 10 bytes")
 
 
 def _best_logits(class_logits, count):

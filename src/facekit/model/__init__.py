@@ -1,7 +1,15 @@
-"""The model stage: anchors from a pipeline config, checks of a frozen graph before the
-Bonnet compiler, and the model bundle the training stage hands to the deploy stage.
+"""The model stage: from a trained SSD to the bundle the deploy stage copies to the kits.
 
-config reads pipeline.config, anchors computes the SSD anchor table, graphcheck checks
-a frozen graph, labels reads a label map, bundle makes and verifies bundles (Python
-3.5, standard library only: the Vision Kit runs it). Nothing heavy is imported here.
+  config        pipeline.config read into the fields the anchors and graph checks need
+  anchors       the SSD anchor table of an ssd_anchor_generator (numpy)
+  anchors_file  the one reader of anchors.txt (bundling and the kit's decoder share it)
+  graphcheck    a frozen graph checked before the Bonnet compiler runs
+  labels        class names from a label_map.pbtxt
+  bundle        model bundles: made, versioned by content, verified against manifest.json
+  versions      installed package versions, from their metadata
+  progress      where a training run is (`facekit model progress`)
+  errors        ModelError and its kinds
+
+bundle, anchors_file and errors also run on the Vision Kit (`facekit model verify`, the
+detector): Python 3.5, standard library only. Nothing heavy is imported here.
 """

@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from facekit.model.config import EMBEDDED_SSD_256, load_ssd_model
+from facekit.model.config import EMBEDDED_SSD_256
 from facekit.model.errors import ConfigError
 
 # Extractors whose maps come from MobileNet's stride-16 and stride-32 layers followed by
@@ -209,11 +209,6 @@ def model_anchors(model, sizes=None):
             sizes = derive_feature_map_sizes(model)
         table = generate(model.anchor_generator, sizes, model.image_height, model.image_width)
     return table, sizes
-
-
-def anchors_from_config(path, sizes=None):
-    """The anchor table [N, 4] float32 of the pipeline.config at `path`."""
-    return model_anchors(load_ssd_model(path), sizes)[0]
 
 
 def expected_anchor_count(model=EMBEDDED_SSD_256, sizes=None):

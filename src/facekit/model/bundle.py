@@ -29,6 +29,8 @@ import re
 import shutil
 
 import facekit
+from facekit.files import sha256_file
+from facekit.model.anchors_file import read_anchors
 from facekit.model.errors import BundleError
 
 log = logging.getLogger(__name__)
@@ -46,21 +48,6 @@ FILES = (COMPILED, ANCHORS, LABELS, GRAPH, CONFIG)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_CHUNK = 1 << 20
-
-
-def file_digest(path):
-    """(sha256 hex, size in bytes) of the file at `path`."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        while True:
-            block = fh.read(_CHUNK)
-            if not block:
-                break
-            digest.update(block)
-            size += len(block)
-    return digest.hexdigest(), size
 
 
 def content_version(manifest):
@@ -71,23 +58,8 @@ def content_version(manifest):
 
 
 def count_anchors(path):
-    """Number of rows of an anchors.txt, each 'ymin xmin ymax xmax'; BundleError if malformed."""
-    count = 0
-    with open(path, "r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            fields = line.split()
-            try:
-                values = [float(f) for f in fields]
-            except ValueError:
-                values = []
-            if len(values) != 4:
-                raise BundleError("{}:{}: expected 4 numbers (ymin xmin ymax xmax), got {!r}: "
-                                  "write it with `facekit model anchors CONFIG --output "
-                                  "anchors.txt`".format(path, lineno, line.rstrip("\n")))
-            count += 1
-    if not count:
-        raise BundleError("{}: no anchors in the file".format(path))
-    return count
+    """Number of rows of an anchors.txt; AnchorsFileError names a malformed line."""
+    return len(read_anchors(path))
 
 
 def read_labels(path):
@@ -108,7 +80,7 @@ def read_labels(path):
 
 def dataset_summary(path):
     """sha256, size and kept counts per split of a facekit dataset.json."""
-    sha256, size = file_digest(path)
+    sha256, size = sha256_file(path)
     summary = {"sha256": sha256, "bytes": size, "counts": None}
     try:
         with open(path, "r", encoding="utf-8") as fh:
@@ -143,7 +115,7 @@ def build_manifest(name, sources, labels, anchors, *, training=None, dataset=Non
     """The manifest for files `sources` ({bundle file name: source path}), version included."""
     files = {}
     for target in sorted(sources):
-        sha256, size = file_digest(sources[target])
+        sha256, size = sha256_file(sources[target])
         files[target] = {"sha256": sha256, "bytes": size}
     labels_text = "".join(label + "\n" for label in labels).encode("utf-8")
     files[LABELS] = {"sha256": hashlib.sha256(labels_text).hexdigest(),
@@ -286,7 +258,7 @@ def _check_file(directory, filename, entry):
         return "missing", "missing file {} (listed in {})".format(filename, MANIFEST)
     if not isinstance(entry, dict):
         return "invalid", "{}: the entry of {} is not an object".format(MANIFEST, filename)
-    sha256, size = file_digest(path)
+    sha256, size = sha256_file(path)
     if size != entry.get("bytes"):
         return "changed", "{} has {} bytes, {} says {}".format(
             filename, size, MANIFEST, entry.get("bytes"))

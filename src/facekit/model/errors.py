@@ -3,8 +3,10 @@
 Kept free of anything newer than Python 3.5: bundle.py imports it on the Vision Kit.
 """
 
+from facekit.errors import FacekitError
 
-class ModelError(Exception):
+
+class ModelError(FacekitError):
     """Bad model input: the message says what, where, and (where it can) what to do."""
 
 
@@ -14,3 +16,7 @@ class ConfigError(ModelError):
 
 class BundleError(ModelError):
     """A bundle that cannot be created from the given files."""
+
+
+class AnchorsFileError(ModelError):
+    """An anchors.txt that is not a table of 'ymin xmin ymax xmax' lines."""

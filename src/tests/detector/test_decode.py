@@ -8,16 +8,12 @@ import warnings
 import numpy as np
 import pytest
 
-try:  # only for tensor_values on a real message
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-except ImportError:
-    descriptor_pb2 = descriptor_pool = message_factory = None
-
 from facekit.detector import decode
 from facekit.detector.decode import DecodeError, Detection
+from facekit.model.errors import AnchorsFileError
 
 # Not via helpers (which imports TensorFlow): this test also runs under old numpy without it.
-AIY_ANCHORS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data",
+AIY_ANCHORS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data",
                            "aiy_anchors_256.txt")
 
 
@@ -227,14 +223,15 @@ def test_anchors_file_round_trip(tmp_path):
 def test_bad_anchors_line_is_named(tmp_path, bad, line):
     path = tmp_path / "anchors.txt"
     path.write_text(bad)
-    with pytest.raises(DecodeError, match=r"anchors\.txt:{}: expected 4 finite".format(line)):
+    with pytest.raises(AnchorsFileError,
+                       match=r"anchors\.txt:{}: expected 4 finite".format(line)):
         decode.load_anchors(str(path))
 
 
 def test_empty_anchors_file_fails(tmp_path):
     path = tmp_path / "anchors.txt"
     path.write_text("")
-    with pytest.raises(DecodeError, match="no anchors"):
+    with pytest.raises(AnchorsFileError, match="no anchors"):
         decode.load_anchors(str(path))
 
 
@@ -439,93 +436,3 @@ def test_python_floats_leave_nan_boxes_and_non_numbers_to_numpy(aiy_anchors):
     del boxes[first]
     with pytest.raises(DecodeError, match="no encoding for anchor {}".format(first)):
         decode.decode_sparse(hits, boxes, aiy_anchors)
-
-
-# ---- FloatTensor messages: their floats read from the wire form -------------------------
-
-def varint(value):
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def packed_floats(number, values):
-    body = np.asarray(values, dtype="<f4").tobytes()
-    return varint(number << 3 | 2) + varint(len(body)) + body
-
-
-SHAPE_BODY = varint(1 << 3) + varint(1) + varint(2 << 3) + varint(1278) + varint(4 << 3) + varint(2)
-SHAPE = varint(1 << 3 | 2) + varint(len(SHAPE_BODY)) + SHAPE_BODY  # shape {1, 1278, depth 2}
-
-
-def test_wire_floats_reads_packed_runs_between_other_fields():
-    values = np.random.RandomState(80).normal(size=300).astype(np.float32)
-    indices = varint(3 << 3 | 2) + varint(2) + b"\x08\x05"
-    wire = SHAPE + packed_floats(2, values[:100]) + indices + packed_floats(2, values[100:])
-    got = decode._wire_floats(wire, 2)
-    assert got.dtype == np.float32 and np.array_equal(got, values)
-    assert decode._wire_floats(SHAPE, 2).size == 0
-    # Fields of other wire types (varint 0, 64-bit 1, 32-bit 5) are skipped.
-    others = (varint(5 << 3) + varint(300) + varint(6 << 3 | 1) + b"\x00" * 8
-              + varint(7 << 3 | 5) + b"\x00" * 4)
-    assert np.array_equal(decode._wire_floats(others + packed_floats(2, values), 2), values)
-
-
-@pytest.mark.parametrize("wire", [
-    packed_floats(2, [1.0, 2.0])[:-1],                          # cut inside the floats
-    varint(2 << 3 | 2) + varint(5) + b"\x00" * 5,               # not a multiple of 4
-    varint(2 << 3 | 5) + b"\x00\x00\x80\x3f",                   # not packed (proto2)
-    b"\x12\xff",                                                # cut inside a varint
-    varint(2 << 3 | 3),                                         # a group: not in the schema
-    b"\x12" + b"\xff" * 11,                                     # a varint of 11 bytes
-])
-def test_wire_floats_refuses_what_it_cannot_read(wire):
-    assert decode._wire_floats(wire, 2) is None
-
-
-def test_tensor_values_of_other_objects_is_their_data():
-    class Plain(object):
-        data = [1.0, 2.0]
-    assert decode.tensor_values(Plain()) is Plain.data
-
-
-def proto3_tensor_class():
-    """A FloatTensor-like class (`data` = 2, packed, as AIY's) from a descriptor, with this
-    venv's protobuf (the test is skipped without one)."""
-    if message_factory is None:
-        pytest.skip("no protobuf in this environment")
-    proto = descriptor_pb2.FileDescriptorProto(name="facekit_test_tensor.proto",
-                                               package="facekit_test", syntax="proto3")
-    message = proto.message_type.add(name="FloatTensor")
-    message.field.add(name="data", number=2,
-                      label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
-                      type=descriptor_pb2.FieldDescriptorProto.TYPE_FLOAT)
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    descriptor = pool.FindMessageTypeByName("facekit_test.FloatTensor")
-    if hasattr(message_factory, "GetMessageClass"):
-        return message_factory.GetMessageClass(descriptor)
-    return message_factory.MessageFactory(pool).GetPrototype(descriptor)
-
-
-def test_tensor_values_of_a_protobuf_message_decodes_like_its_data(aiy_anchors):
-    cls = proto3_tensor_class()
-    encodings, logits = clustered_tensors(81, 20)
-    messages = []
-    for array in (encodings, logits):
-        tensor = cls()
-        tensor.data.extend(array.ravel().tolist())
-        messages.append(cls.FromString(tensor.SerializeToString()))
-    values = [decode.tensor_values(m) for m in messages]
-    for value, array in zip(values, (encodings, logits)):
-        assert np.array_equal(np.asarray(value, dtype=np.float32), array.ravel())
-    expected = decode.decode_dense(encodings, logits, aiy_anchors)
-    assert expected
-    assert decode.decode_dense(values[0], values[1], aiy_anchors) == expected
-    assert decode.decode_dense(messages[0].data, messages[1].data, aiy_anchors) == expected

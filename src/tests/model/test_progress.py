@@ -7,7 +7,7 @@ import sys
 
 from facekit.model import progress
 
-SRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Lines as TensorFlow 1.7's slim trainer writes them (legacy/train.py of the 2018 snapshot).
 LOG_FIRST_RUN = """\

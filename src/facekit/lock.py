@@ -17,8 +17,8 @@ import contextlib
 import fcntl
 import os
 
-from facekit.dataset import files
-from facekit.dataset.errors import DatasetError
+from facekit import files
+from facekit.errors import BusyError
 
 
 def _holder(fd):
@@ -37,7 +37,7 @@ def _acquire(path, what):
         except BlockingIOError:
             holder = _holder(fd)
             os.close(fd)
-            raise DatasetError(
+            raise BusyError(
                 "another facekit run ({}) is writing {} (it holds the lock {}); wait for it "
                 "to finish or stop it, then run again".format(holder, what, path)) from None
         except BaseException:
@@ -56,7 +56,7 @@ def _acquire(path, what):
 
 @contextlib.contextmanager
 def output_lock(directory, name, what):
-    """Hold `<directory>/.<name>.lock` for the `with` body, or raise DatasetError.
+    """Hold `<directory>/.<name>.lock` for the `with` body, or raise BusyError.
 
     what: the outputs it protects, for the message ("split val into data/").
     """

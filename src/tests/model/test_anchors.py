@@ -21,8 +21,7 @@ from facekit.model import anchors
 from facekit.model.config import EMBEDDED_SSD_256, load_ssd_model
 from facekit.model.errors import ConfigError
 
-AIY_TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data",
-                         "aiy_anchors_256.txt")
+AIY_TABLE = os.path.join(REPO, "src", "tests", "data", "aiy_anchors_256.txt")
 
 HAVE_OD_PROTOS = importlib.util.find_spec("object_detection") is not None
 needs_od_protos = pytest.mark.skipif(

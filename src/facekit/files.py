@@ -1,16 +1,22 @@
-"""Write-to-temp-then-rename helpers, so an interrupted run never leaves a complete-looking file.
+"""Write-to-temp-then-rename helpers, so an interrupted run never leaves a complete-looking
+file; file digests; whether a process still runs.
 
 Temporary names start with a dot and end in `.tmp-<pid>`: no glob such as
 `train.record-*` in a pipeline config can pick one up, and the pid tells a later
 run whether the process that wrote one still runs (remove_stale_temporaries).
+
+Every stage uses these (the dataset's outputs, model bundles, the software bonnet's
+state file, the CLI), the Vision Kit included: Python 3.5, standard library only.
 """
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import re
 import shutil
+import threading
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +171,36 @@ def atomic_open(path, mode="w", **kwargs):
         discard(tmp)
         raise
     commit(tmp, path)
+
+
+def replace_json(path, doc):
+    """Replace the JSON file `path` with `doc` (indented, sorted keys) by a rename, so a
+    reader sees the old document or the new one, never half of one.
+
+    For state files a live process rewrites often (the software bonnet's): no fsync, as
+    they describe that process and mean nothing after a power cut. The temporary name
+    carries the thread too, since several threads of one process may write at once.
+    """
+    tmp = "{}.tmp-{}-{}".format(path, os.getpid(), threading.get_ident())
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def tail(path, lines=15, missing=""):
+    """The last `lines` lines of a text file (a log), trailing whitespace removed, for an
+    error message that shows why a process stopped; `missing` when it cannot be read."""
+    try:
+        with open(path, "r", encoding="utf-8", errors="replace") as fh:
+            return "".join(fh.readlines()[-lines:]).rstrip()
+    except OSError:
+        return missing
 
 
 def sha256_file(path, chunk=1 << 20):

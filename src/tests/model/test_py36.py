@@ -16,7 +16,7 @@ import subprocess
 import graphs
 import pytest
 from helpers import REPO
-from test_model_anchors import AIY_TABLE, needs_od_protos, run_facekit, write_config
+from test_anchors import AIY_TABLE, needs_od_protos, run_facekit, write_config
 from test_training_host_stack import PY36, PY36_VENV
 
 pytestmark = pytest.mark.skipif(

@@ -6,7 +6,7 @@ import os
 
 import graphs
 import pytest
-from test_model_anchors import needs_od_protos, run_facekit, write_config
+from test_anchors import needs_od_protos, run_facekit, write_config
 
 from facekit import cli
 from facekit.model import graphcheck

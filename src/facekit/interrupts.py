@@ -27,7 +27,7 @@ import contextlib
 import signal
 import threading
 
-from facekit.dataset import files
+from facekit import files
 
 # Signals that stop a run; those a platform lacks are left out.
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")

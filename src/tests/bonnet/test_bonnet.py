@@ -27,11 +27,13 @@ from PIL import Image
 
 from facekit import cli
 from facekit.bonnet import BonnetError, frames, protocol, sparse
+from facekit.bonnet.board import Bonnet
 from facekit.bonnet.models import Registry
-from facekit.bonnet.server import Bonnet, BonnetServer
+from facekit.bonnet.server import BonnetServer
 from facekit.model.bundle import create_bundle
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
 KIT_PY = os.path.join(REPO, ".venv-kit", "bin", "python")
 AIY_ANCHORS = os.path.join(REPO, "src", "tests", "data", "aiy_anchors_256.txt")
 needs_kit = pytest.mark.skipif(

@@ -9,7 +9,8 @@ import os
 import pytest
 from helpers import STANDARD, face, raw_records, read_records, tree_bytes
 
-from facekit.dataset import files, tfrecord, voc
+from facekit import files
+from facekit.dataset import tfrecord, voc
 from facekit.dataset.convert import convert
 from facekit.dataset.errors import AnnotationError, ImageError
 from facekit.dataset.filters import DEFAULT_FILTERS, FilterConfig

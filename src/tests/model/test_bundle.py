@@ -9,6 +9,7 @@ import pytest
 from helpers import REPO
 
 from facekit import cli
+from facekit.files import sha256_file
 from facekit.model import bundle
 from facekit.model.anchors import format_anchors, model_anchors
 from facekit.model.config import EMBEDDED_SSD_256
@@ -93,11 +94,11 @@ def test_bundle_layout_and_manifest(inputs, capsys):
     manifest = manifest_of(result)
     assert manifest["version"] == result["version"]
     assert manifest["files"]["model.binaryproto"] == {
-        "sha256": bundle.file_digest(inputs.compiled)[0],
+        "sha256": sha256_file(inputs.compiled)[0],
         "bytes": os.path.getsize(inputs.compiled)}
-    assert manifest["config_sha256"] == bundle.file_digest(inputs.config)[0]
+    assert manifest["config_sha256"] == sha256_file(inputs.config)[0]
     assert manifest["training"] == {"steps": 20, "checkpoint": "train/model.ckpt-20"}
-    assert manifest["dataset"]["sha256"] == bundle.file_digest(inputs.dataset)[0]
+    assert manifest["dataset"]["sha256"] == sha256_file(inputs.dataset)[0]
     assert manifest["dataset"]["counts"] == {"train": {"images": 120, "faces": 300},
                                              "val": {"images": 20, "faces": 41}}
     assert manifest["anchors"] == 1278 and manifest["labels"] == ["face"]
@@ -152,7 +153,7 @@ def test_verify_passes_then_names_each_problem(inputs, capsys):
     assert result["problems"] == [
         "missing file anchors.txt (listed in manifest.json)",
         "model.binaryproto has sha256 {}, manifest.json says {}".format(
-            bundle.file_digest(compiled)[0], bundle.file_digest(inputs.compiled)[0]),
+            sha256_file(compiled)[0], sha256_file(inputs.compiled)[0]),
         "extra file notes.txt (not in manifest.json)",
     ]
     assert result["files"]["anchors.txt"] == "missing"
@@ -213,14 +214,17 @@ def test_labels_from_a_file_or_a_label_map(inputs, capsys, tmp_path):
     assert status == 1 and "{}:2: blank line".format(labels) in errors[0]
 
 
-def test_bad_inputs_are_refused_before_anything_is_written(inputs, capsys):
+# "0.1 nan 0.3 inf": one reader of anchors.txt, so bundling refuses a table the kit's decoder
+# would refuse.
+@pytest.mark.parametrize("bad_row", ["0.1 0.2 0.3", "0.1 nan 0.3 inf"])
+def test_bad_inputs_are_refused_before_anything_is_written(inputs, capsys, bad_row):
     with open(inputs.anchors, "a") as fh:
-        fh.write("0.1 0.2 0.3\n")
+        fh.write(bad_row + "\n")
     status, _, errors = run(capsys, inputs.args())
     assert status == 1
-    assert errors == ["facekit: error: {}:1279: expected 4 numbers (ymin xmin ymax xmax), got "
-                      "'0.1 0.2 0.3': write it with `facekit model anchors CONFIG --output "
-                      "anchors.txt`".format(inputs.anchors)]
+    assert errors == ["facekit: error: {}:1279: expected 4 finite numbers (ymin xmin ymax "
+                      "xmax), got '{}': write it with `facekit model anchors CONFIG "
+                      "--output anchors.txt`".format(inputs.anchors, bad_row)]
     for extra, message in ((["--name", "../x"], "bundle name '../x'"),
                            (["--compiler-sha256", "XYZ"], "expected 64 lowercase hex digits"),
                            (["--graph", inputs.dir / "none.pb"], "none.pb: no such file")):
@@ -237,21 +241,40 @@ def test_extra_values_are_recorded(inputs, capsys):
     assert manifest["extra"] == {"run": "lab", "note": "a=b"}
 
 
+def on_kit_python(code, *argv):
+    """stdout of `code` run by the Vision Kit's Python (3.7) on this checkout's src."""
+    result = subprocess.run([PY37, "-c", code] + list(argv), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True, check=False,
+                            env=dict(os.environ, PYTHONPATH=os.path.join(REPO, "src")))
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 @pytest.mark.skipif(not os.path.exists(PY37), reason="no Python 3.7 at " + PY37)
 def test_verify_runs_on_the_vision_kits_python(inputs, capsys):
     """bundle.py and what it imports run on the kit: vermin checks 3.5, this runs 3.7."""
     path = make(capsys, inputs)["path"]
-    code = ("import json, sys; from facekit.model.bundle import verify_bundle; "
-            "print(json.dumps(verify_bundle(sys.argv[1])))")
-    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "src"))
-    result = subprocess.run([PY37, "-c", code, path], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, universal_newlines=True, env=env,
-                            check=False)
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == bundle.verify_bundle(path)
-    check = subprocess.run(
-        [PY37, "-c", "import sys, facekit.model.bundle; "
-                     "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-                     "('numpy', 'tensorflow', 'google')))"],
-        stdout=subprocess.PIPE, universal_newlines=True, env=env, check=True)
-    assert check.stdout.strip() == "[]"
+    out = on_kit_python("import json, sys; from facekit.model.bundle import verify_bundle; "
+                        "print(json.dumps(verify_bundle(sys.argv[1])))", path)
+    assert json.loads(out) == bundle.verify_bundle(path)
+    out = on_kit_python("import sys, facekit.model.bundle; "
+                        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+                        "('numpy', 'tensorflow', 'google')))")
+    assert out.strip() == "[]"
+
+
+@pytest.mark.skipif(not os.path.exists(PY37), reason="no Python 3.7 at " + PY37)
+def test_facekit_model_verify_imports_no_training_stack(inputs, capsys):
+    """`python -m facekit.cli model verify` is what the kit runs: it builds the whole parser,
+    so no command group may import pandas, lxml, TensorFlow, numpy or the dataset stage."""
+    path = make(capsys, inputs)["path"]
+    code = ("import json, sys, runpy; sys.argv = ['facekit', 'model', 'verify', '--json', "
+            "sys.argv[1]]\n"
+            "try:\n    runpy.run_module('facekit.cli', run_name='__main__')\n"
+            "except SystemExit as exc:\n    status = exc.code\n"
+            "heavy = ('numpy', 'tensorflow', 'google', 'pandas', 'lxml', 'PIL', 'tqdm')\n"
+            "print(json.dumps([status, sorted(m for m in sys.modules if m.split('.')[0] in heavy"
+            " or m.startswith('facekit.dataset'))]))")
+    *verified, imported = on_kit_python(code, path).splitlines()
+    assert json.loads("\n".join(verified))["ok"] is True
+    assert json.loads(imported) == [0, []]

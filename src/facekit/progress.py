@@ -4,20 +4,22 @@ import logging
 import sys
 import time
 
-from tqdm import tqdm
-
 log = logging.getLogger(__name__)
 
 LOG_EVERY_SECONDS = 10.0
 
 
 def track(iterable, label, total=None, enabled=True):
-    """Yield from `iterable`, reporting progress on stderr while doing so."""
+    """Yield from `iterable` (images: the counts and rates name them so), reporting
+    progress on stderr while doing so."""
     if not enabled:
         for item in iterable:
             yield item
         return
     if sys.stderr.isatty():
+        # Imported here: tqdm comes with facekit[dataset], and only a terminal needs it.
+        from tqdm import tqdm  # noqa: PLC0415
+
         for item in tqdm(iterable, desc=label, total=total, unit="img", file=sys.stderr):
             yield item
         return

@@ -1,0 +1,259 @@
+"""`facekit dataset ...`: WIDER FACE -> VOC XML, CSV, TFRecord, label map and dataset.json.
+
+The conversion (pandas, lxml, TensorFlow behind it) is imported inside each _cmd_*
+function: building the parser, which every `facekit` command does, imports none of it.
+"""
+
+import argparse
+
+from facekit.cli import argtypes
+
+_DATASET_EPILOG = """\
+typical use (what the dataset stage runs):
+  facekit dataset convert --annotations wider_face_split/wider_face_train_bbx_gt.txt \\
+      --images WIDER_train/images --output-dir data --shards 10 --workers 2
+  facekit dataset convert --annotations wider_face_split/wider_face_val_bbx_gt.txt \\
+      --images WIDER_val/images --output-dir data
+
+the seed tutorial's steps, one at a time (same TFRecords as convert):
+  facekit dataset to-voc --annotations .../wider_face_val_bbx_gt.txt --images WIDER_val/images \\
+      --output-dir data/val_voc
+  facekit dataset to-csv --voc-dir data/val_voc --output data/val_labels.csv
+  facekit dataset to-tfrecord --csv data/val_labels.csv --images WIDER_val/images \\
+      --output-dir data --split val
+
+exit status: 0 success, 1 bad input (the message names the file and line), 2 usage error,
+130 / 143 / 129 stopped by Ctrl-C / SIGTERM / SIGHUP (temporary files removed, earlier
+outputs unchanged; a later run also removes what a SIGKILLed run left behind).
+"""
+
+_SHARDS_HELP = (
+    "number of TFRecord shards (default 1). One shard is written as <split>.record; N > 1 as "
+    "<split>.record-00000-of-0000N ... (the Object Detection API's naming), read in a "
+    "pipeline config with input_path: \"<dir>/<split>.record-?????-of-0000N\". Image i goes "
+    "to shard i %% N. Shards of an earlier run with another count are removed."
+)
+
+
+def _add_filter_flags(parser):
+    group = parser.add_argument_group(
+        "filters (defaults are the seed tutorial's: valid, clear, >= 50 px faces)")
+    group.add_argument(
+        "--max-blur", type=int, default=0, choices=(0, 1, 2), metavar="{0,1,2}",
+        help="keep faces whose WIDER blur label is at most this: 0 clear (default), "
+             "1 also normal blur, 2 also heavy blur")
+    group.add_argument(
+        "--min-size", type=argtypes.nonnegative, default=50, metavar="PX",
+        help="keep faces whose longer annotated side is at least PX pixels (default 50)")
+    group.add_argument(
+        "--keep-invalid", action="store_true",
+        help="keep faces WIDER marks invalid (dropped by default)")
+    group.add_argument(
+        "--keep-empty", action="store_true",
+        help="keep images left without faces as negative examples (no boxes). By default "
+             "they are dropped and counted under images.dropped.no_faces in dataset.json")
+
+
+def _add_image_flags(parser, strict_what="a missing or corrupt image"):
+    group = parser.add_argument_group("images and speed")
+    group.add_argument(
+        "--workers", type=argtypes.positive, default=1, metavar="N",
+        help="processes that read images and check their headers (default 1). Writing stays in "
+             "one process and follows annotation order, so any N gives identical output")
+    group.add_argument(
+        "--strict", action="store_true",
+        help="fail on {} instead of logging it, skipping it and counting it in "
+             "dataset.json".format(strict_what))
+    group.add_argument(
+        "--no-progress", action="store_true",
+        help="no progress bar (on a terminal) or periodic progress log lines (otherwise)")
+
+
+
+def _filters(args):
+    from facekit.dataset.filters import FilterConfig  # noqa: PLC0415
+
+    return FilterConfig(max_blur=args.max_blur, min_size=args.min_size,
+                        keep_invalid=args.keep_invalid, keep_empty=args.keep_empty)
+
+
+def _drops(part):
+    nonzero = ["{} {}".format(k, v) for k, v in part["dropped"].items() if v]
+    return ", ".join(nonzero) if nonzero else "none"
+
+
+def _print_counts(name, entry):
+    images, faces = entry["images"], entry["faces"]
+    print("{}: images kept {} of {} (dropped: {})".format(
+        name, images["kept"], images["total"], _drops(images)))
+    print("{}: faces kept {} of {} (dropped: {})".format(
+        name, faces["kept"], faces["total"], _drops(faces)))
+
+
+def _print_outputs(output_dir, entry):
+    tfrecord = entry["outputs"].get("tfrecord")
+    if tfrecord:
+        print("wrote {} record(s) in {} shard(s): {}/{}".format(
+            tfrecord["records"], len(tfrecord["shards"]), output_dir, tfrecord["glob"]))
+    print("manifest: {}/dataset.json".format(output_dir))
+
+
+def _cmd_inspect(args):
+    from facekit.dataset.convert import inspect_annotations  # noqa: PLC0415
+
+    stats = inspect_annotations(args.annotations, _filters(args))
+    _print_counts(args.annotations, stats)
+    return 0
+
+
+def _cmd_convert(args):
+    from facekit.dataset.convert import convert  # noqa: PLC0415
+
+    entry = convert(args.annotations, args.images, args.output_dir, split=args.split,
+                    config=_filters(args), shards=args.shards, workers=args.workers,
+                    strict=args.strict, voc=not args.no_voc, csv=not args.no_csv,
+                    progress=not args.no_progress, sources=dict(args.source or []))
+    _print_counts(entry["split"], entry)
+    _print_outputs(args.output_dir, entry)
+    return 0
+
+
+def _cmd_to_voc(args):
+    from facekit.dataset.steps import to_voc  # noqa: PLC0415
+
+    entry = to_voc(args.annotations, args.images, args.output_dir, split=args.split,
+                   config=_filters(args), workers=args.workers, strict=args.strict,
+                   progress=not args.no_progress)
+    _print_counts(entry["split"], entry)
+    print("wrote {} VOC XML files under {}/Annotations".format(
+        entry["outputs"]["voc"]["annotations"], args.output_dir))
+    return 0
+
+
+def _cmd_to_csv(args):
+    from facekit.dataset.steps import to_csv  # noqa: PLC0415
+
+    counts = to_csv(args.voc_dir, args.output, split=args.split)
+    print("wrote {}: {} rows ({} boxes) from {} XML files".format(
+        args.output, counts["rows"], counts["objects"], counts["xml_files"]))
+    return 0
+
+
+def _cmd_to_tfrecord(args):
+    from facekit.dataset.steps import to_tfrecord  # noqa: PLC0415
+
+    entry = to_tfrecord(args.csv, args.images, args.output_dir, args.split, shards=args.shards,
+                        workers=args.workers, strict=args.strict, progress=not args.no_progress)
+    _print_counts(args.split, entry)
+    _print_outputs(args.output_dir, entry)
+    return 0
+
+
+def _annotation_flags(parser):
+    parser.add_argument(
+        "--annotations", required=True, metavar="FILE",
+        help="WIDER FACE annotation file, e.g. wider_face_split/wider_face_val_bbx_gt.txt")
+    parser.add_argument(
+        "--images", required=True, metavar="DIR",
+        help="folder holding the event folders the annotation paths start with, "
+             "e.g. WIDER_val/images")
+    parser.add_argument(
+        "--split", metavar="NAME",
+        help="split name used in output names (default: taken from the annotation file name, "
+             "wider_face_<split>_bbx_gt.txt)")
+
+
+
+def add_group(groups):
+    """The `dataset` group and its commands, on the `facekit` parser's subparsers."""
+    dataset = groups.add_parser(
+        "dataset", help="convert WIDER FACE into Object Detection API training data",
+        description="Convert WIDER FACE annotations and images into Pascal VOC XML, the seed "
+                    "tutorial's CSV, TFRecord shards for the TensorFlow Object Detection API, "
+                    "label_map.pbtxt and a dataset.json manifest.",
+        epilog=_DATASET_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = dataset.add_subparsers(dest="command",
+                                      metavar="{inspect,convert,to-voc,to-csv,to-tfrecord}")
+    commands.required = True
+
+    inspect_cmd = commands.add_parser(
+        "inspect", help="count images and faces per filter reason, without opening images",
+        description="Parse an annotation file and report how many images and faces the filters "
+                    "keep and drop, by reason. Reads no image, so clipping and unreadable "
+                    "images are not counted here.")
+    inspect_cmd.add_argument("annotations", metavar="FILE",
+                         help="WIDER FACE annotation file (wider_face_<split>_bbx_gt.txt)")
+    _add_filter_flags(inspect_cmd)
+    inspect_cmd.set_defaults(func=_cmd_inspect)
+
+    convert_cmd = commands.add_parser(
+        "convert", help="WIDER -> VOC XML + CSV + TFRecord + label map + dataset.json, one pass",
+        description="Convert one WIDER FACE split in a single pass over its images. Writes, in "
+                    "--output-dir: <split>.record (or shards), <split>_labels.csv, "
+                    "<split>_voc/ (VOC XML), label_map.pbtxt and dataset.json (one entry per "
+                    "split; counts per drop reason, filters, input checksums, shards). Every "
+                    "file is written under a hidden temporary name and renamed when complete.")
+    _annotation_flags(convert_cmd)
+    convert_cmd.add_argument("--output-dir", required=True, metavar="DIR",
+                         help="where the outputs go (created if missing)")
+    convert_cmd.add_argument("--shards", type=argtypes.positive, default=1, metavar="N",
+                             help=_SHARDS_HELP)
+    convert_cmd.add_argument("--no-voc", action="store_true",
+                         help="do not write the <split>_voc/ XML tree")
+    convert_cmd.add_argument("--no-csv", action="store_true",
+                         help="do not write <split>_labels.csv")
+    convert_cmd.add_argument(
+        "--source", action="append", type=argtypes.source, metavar="NAME=CHECKSUM",
+        help="record a source archive and its checksum (e.g. WIDER_val.zip=sha256:f9ef...) "
+             "under inputs.sources in dataset.json; repeatable. The dataset stage passes the "
+             "archives it downloaded, and converts again only when they change")
+    _add_filter_flags(convert_cmd)
+    _add_image_flags(convert_cmd)
+    convert_cmd.set_defaults(func=_cmd_convert)
+
+    to_voc_cmd = commands.add_parser(
+        "to-voc", help="seed step 1: WIDER -> one VOC XML per image",
+        description="Write one Pascal VOC XML per kept image into --output-dir/Annotations "
+                    "(mirroring the event folders), the image order into "
+                    "ImageSets/Main/<split>.txt and a dataset.json with the counts. Same "
+                    "filters and drop counting as convert.")
+    _annotation_flags(to_voc_cmd)
+    to_voc_cmd.add_argument("--output-dir", required=True, metavar="DIR",
+                        help="VOC directory to (re)create; refused if it holds files facekit "
+                             "did not write")
+    _add_filter_flags(to_voc_cmd)
+    _add_image_flags(to_voc_cmd)
+    to_voc_cmd.set_defaults(func=_cmd_to_voc)
+
+    to_csv_cmd = commands.add_parser(
+        "to-csv", help="seed step 2 (xml_to_csv): VOC XML directory -> box CSV",
+        description="Collect VOC XML files into a CSV with the header "
+                    "filename,width,height,class,xmin,ymin,xmax,ymax (one row per box). Uses "
+                    "ImageSets/Main/<split>.txt for the order when present, else every .xml "
+                    "file sorted by path.")
+    to_csv_cmd.add_argument("--voc-dir", required=True, metavar="DIR",
+                        help="VOC directory (with Annotations/) or a flat folder of XML files")
+    to_csv_cmd.add_argument("--output", required=True, metavar="CSV", help="CSV file to write")
+    to_csv_cmd.add_argument("--split", metavar="NAME",
+                        help="image set to read (ImageSets/Main/NAME.txt); needed only when "
+                             "the VOC directory holds several")
+    to_csv_cmd.set_defaults(func=_cmd_to_csv)
+
+    to_tfrecord_cmd = commands.add_parser(
+        "to-tfrecord", help="seed step 3 (generate_tfrecord): box CSV + images -> TFRecord",
+        description="Build TFRecord shards, label_map.pbtxt and a dataset.json entry from the "
+                    "box CSV. Rows of one image must be consecutive. Each image is opened for "
+                    "its bytes and its header size is checked against the CSV.")
+    to_tfrecord_cmd.add_argument("--csv", required=True, metavar="CSV", help="box CSV (to-csv's)")
+    to_tfrecord_cmd.add_argument("--images", required=True, metavar="DIR",
+                             help="folder the CSV's filename column is relative to")
+    to_tfrecord_cmd.add_argument("--output-dir", required=True, metavar="DIR",
+                             help="where the records, label map and dataset.json go")
+    to_tfrecord_cmd.add_argument("--split", required=True, metavar="NAME",
+                             help="split name for the record file names, e.g. train or val")
+    to_tfrecord_cmd.add_argument("--shards", type=argtypes.positive, default=1, metavar="N",
+                             help=_SHARDS_HELP)
+    _add_image_flags(to_tfrecord_cmd,
+                     strict_what="a missing or corrupt image or one whose size differs from "
+                                 "the CSV")
+    to_tfrecord_cmd.set_defaults(func=_cmd_to_tfrecord)

@@ -1,0 +1,295 @@
+"""`facekit model ...`: anchors, frozen graph checks and model bundles.
+
+What a command needs (TensorFlow, the Object Detection API's protos) is imported inside
+its _cmd_* function. `facekit model verify` runs on the Vision Kit: this module and
+what verify imports (facekit.model.bundle) are Python 3.5-clean.
+"""
+
+import argparse
+import json
+import sys
+
+from facekit.cli import argtypes
+from facekit.model.errors import ModelError
+
+_MODEL_EPILOG = """\
+typical use (the training stage, after export_inference_graph.py):
+  facekit model anchors pipeline.config --output anchors.txt
+  facekit model check frozen_inference_graph.pb --config pipeline.config --json
+  (bonnet_model_compiler.par ... --output_graph_path model.binaryproto)
+  facekit model bundle --name faces --output-root artifacts/models \\
+      --graph frozen_inference_graph.pb --compiled model.binaryproto \\
+      --config pipeline.config --anchors anchors.txt --dataset-manifest data/dataset.json \\
+      --steps 20000 --checkpoint train/model.ckpt-20000
+  facekit model verify artifacts/models/faces/<version>
+
+exit status: 0 success, 1 bad input or a failed check / verification (one line per
+problem on stderr), 2 usage error.
+"""
+
+def _pipeline_model(args):
+    from facekit.model import config  # noqa: PLC0415
+
+    # Before anything imports protobuf: the Object Detection API's generated protos
+    # need the pure-Python implementation with protobuf >= 4.
+    config.prefer_pure_python_protobuf()
+    return config.load_ssd_model(args.config)
+
+
+def _feature_map_sizes(args):
+    from facekit.model.anchors import parse_feature_map_sizes  # noqa: PLC0415
+
+    return parse_feature_map_sizes(args.feature_map_sizes) if args.feature_map_sizes else None
+
+
+def _cmd_model_anchors(args):
+    from facekit import files  # noqa: PLC0415
+    from facekit.model import anchors  # noqa: PLC0415
+
+    model = _pipeline_model(args)
+    table, sizes = anchors.model_anchors(model, _feature_map_sizes(args))
+    text = anchors.format_anchors(table)
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    with files.atomic_open(args.output, "w", encoding="utf-8", newline="\n") as fh:
+        fh.write(text)
+    print("wrote {} anchors ({}) to {}".format(
+        len(table), anchors.layout(model.anchor_generator, sizes), args.output))
+    return 0
+
+
+def _cmd_model_check(args):
+    from facekit.model import anchors, graphcheck  # noqa: PLC0415
+
+    input_size, num_classes = args.input_size, args.num_classes
+    num_anchors, anchors_from = args.anchors, "--anchors" if args.anchors else None
+    if args.config:
+        model = _pipeline_model(args)
+        num_anchors = anchors.expected_anchor_count(model, _feature_map_sizes(args))
+        anchors_from = "from {}".format(args.config)
+        if input_size is None:
+            if model.image_height != model.image_width:
+                raise ModelError("{}: the fixed_shape_resizer is {}x{}; the Bonnet compiler "
+                                 "takes square inputs only".format(
+                                     args.config, model.image_height, model.image_width))
+            input_size = model.image_height
+        if num_classes is None:
+            num_classes = model.num_classes
+    elif args.feature_map_sizes:
+        args.parser.error("--feature-map-sizes needs --config")
+    elif num_anchors is None and input_size not in (None, 256):
+        args.parser.error("--input-size {} needs --anchors N or --config: the anchor count is "
+                          "known without them for the embedded SSD 256x256 config "
+                          "only".format(input_size))
+    result = graphcheck.check_graph(
+        args.graph, input_size=256 if input_size is None else input_size,
+        num_classes=1 if num_classes is None else num_classes,
+        num_anchors=num_anchors, anchors_from=anchors_from)
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+    elif result["ok"]:
+        print(graphcheck.summary(result))
+    for problem in result["problems"]:
+        sys.stderr.write("facekit: error: {}: {}\n".format(args.graph, problem))
+    return 0 if result["ok"] else 1
+
+
+def _cmd_model_bundle(args):
+    from facekit.model import bundle, versions  # noqa: PLC0415
+
+    if args.labels_from:
+        from facekit.model.labels import read_label_map  # noqa: PLC0415
+
+        labels = read_label_map(args.labels_from)
+    elif args.labels:
+        labels = bundle.read_labels(args.labels)
+    else:
+        labels = ["face"]
+    result = bundle.create_bundle(
+        args.name, args.output_root, graph=args.graph, compiled=args.compiled,
+        config=args.config, anchors=args.anchors, labels=labels,
+        dataset_manifest=args.dataset_manifest, steps=args.steps, checkpoint=args.checkpoint,
+        models_version=args.models_version, compiler_sha256=args.compiler_sha256,
+        tensorflow_version=args.tensorflow_version or versions.tensorflow_version(),
+        extra=dict(args.extra))
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+def _cmd_model_verify(args):
+    from facekit.model.bundle import verify_bundle  # noqa: PLC0415
+
+    result = verify_bundle(args.bundle)
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+    elif result["ok"]:
+        print("ok: {}: bundle {} version {}, {} files match manifest.json".format(
+            args.bundle, result["name"], result["version"], len(result["files"])))
+    for problem in result["problems"]:
+        sys.stderr.write("facekit: error: {}: {}\n".format(args.bundle, problem))
+    return 0 if result["ok"] else 1
+
+
+def _cmd_model_progress(args):
+    from facekit.model import progress  # noqa: PLC0415
+
+    result = progress.wait_for_change(args.train_dir, args.log, unit=args.unit,
+                                      num_steps=args.num_steps, seconds=args.wait)
+    print(progress.to_json(result))
+    return 0
+
+
+def _feature_map_flag(parser):
+    parser.add_argument(
+        "--feature-map-sizes", metavar="LIST",
+        help="the SSD feature map sizes, finest first, as N or HxW, comma-separated (e.g. "
+             "16,8,4,2,1). Default: derived from the config's feature extractor and "
+             "fixed_shape_resizer, which facekit knows for embedded_ssd_mobilenet_v1 "
+             "(256x256 only), ssd_mobilenet_v1 and ssd_mobilenet_v2; other extractors "
+             "need this flag")
+
+
+def add_group(groups):
+    """The `model` group and its commands, on the `facekit` parser's subparsers."""
+    model = groups.add_parser(
+        "model", help="anchors, frozen graph checks and model bundles for the Vision Bonnet",
+        description="The training stage's model tools: the SSD anchor table of a "
+                    "pipeline.config, checks of an exported frozen graph before the Bonnet "
+                    "compiler, and the model bundle (with manifest.json) handed to the "
+                    "deploy stage.",
+        epilog=_MODEL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = model.add_subparsers(dest="command",
+                                    metavar="{anchors,check,bundle,verify,progress}")
+    commands.required = True
+
+    anchors_cmd = commands.add_parser(
+        "anchors", help="the SSD anchor table of a pipeline.config (anchors.txt)",
+        description="Compute the anchors of the config's ssd_anchor_generator, as the Object "
+                    "Detection API does, one 'ymin xmin ymax xmax' line each (normalised, "
+                    "not clipped), in the order of the model's outputs: layer by layer, "
+                    "then y, x, then the boxes of a cell. Needs the Object Detection API's "
+                    "generated protos (object_detection.protos.pipeline_pb2) importable.")
+    anchors_cmd.add_argument("config", metavar="CONFIG",
+                             help="pipeline.config of an SSD model (text protobuf) with "
+                                  "ssd_anchor_generator and fixed_shape_resizer")
+    anchors_cmd.add_argument("--output", metavar="FILE",
+                             help="write the table to FILE (replaced atomically) and print a "
+                                  "summary; default: print the table to stdout")
+    _feature_map_flag(anchors_cmd)
+    anchors_cmd.set_defaults(func=_cmd_model_anchors)
+
+    check_cmd = commands.add_parser(
+        "check", help="check a frozen_inference_graph.pb before the Bonnet compiler runs",
+        description="Check that the graph has Preprocessor/sub [1,S,S,3], concat [1,N,1,4] "
+                    "(or [1,N,4]) and concat_1 [1,N,classes+1], and that every op between "
+                    "them is one the Bonnet compiler takes. Lists every problem found and "
+                    "exits 1, or prints a one-line summary. Graphs frozen with TensorFlow "
+                    ">= 1.15 contain AddV2, which the compiler rejects.")
+    check_cmd.add_argument("graph", metavar="GRAPH", help="the frozen_inference_graph.pb "
+                                                          "that export_inference_graph.py wrote")
+    check_cmd.add_argument("--input-size", type=argtypes.positive, metavar="S",
+                           help="input side in pixels the compiler is told "
+                                "(--input_tensor_size); default: the config's "
+                                "fixed_shape_resizer with --config, else 256")
+    check_cmd.add_argument("--num-classes", type=argtypes.positive, metavar="C",
+                           help="classes besides background; default: the config's "
+                                "num_classes with --config, else 1")
+    expected = check_cmd.add_mutually_exclusive_group()
+    expected.add_argument("--anchors", type=argtypes.positive, metavar="N",
+                          help="expected anchor count N; default 1278, the embedded SSD "
+                               "256x256 config's (16x16x3 + (8x8+4x4+2x2+1x1)x6)")
+    expected.add_argument("--config", metavar="CONFIG",
+                          help="the pipeline.config the graph was trained with: the anchor "
+                               "count, input size and classes are taken from it")
+    _feature_map_flag(check_cmd)
+    check_cmd.add_argument("--json", action="store_true",
+                           help="print the result as JSON on stdout (ok, problems, shapes, "
+                                "op counts); problems still go to stderr and the exit "
+                                "status is the same")
+    check_cmd.set_defaults(func=_cmd_model_check, parser=check_cmd)
+
+    bundle_cmd = commands.add_parser(
+        "bundle", help="collect a trained model into ROOT/NAME/VERSION/ with manifest.json",
+        description="Copy the model files into ROOT/NAME/VERSION/ under fixed names "
+                    "(frozen_inference_graph.pb, model.binaryproto, pipeline.config, "
+                    "anchors.txt, labels.txt) with a manifest.json of their sha256 and "
+                    "sizes, the training steps and checkpoint, the dataset and config "
+                    "hashes and tool versions. VERSION is the first 12 hex digits of a "
+                    "sha256 over the manifest's content, so the same inputs give the same "
+                    "version: an existing bundle that verifies is left untouched "
+                    "(created: false). Prints {\"name\", \"version\", \"path\", \"created\"} "
+                    "as JSON.")
+    bundle_cmd.add_argument("--name", required=True,
+                            help="model name, the directory under --output-root (letters, "
+                                 "digits, '.', '_', '-')")
+    bundle_cmd.add_argument("--output-root", required=True, metavar="ROOT",
+                            help="where bundles live, e.g. artifacts/models")
+    bundle_cmd.add_argument("--graph", required=True, metavar="FILE",
+                            help="the exported frozen_inference_graph.pb")
+    bundle_cmd.add_argument("--compiled", required=True, metavar="FILE",
+                            help="the Bonnet compiler's output (model.binaryproto)")
+    bundle_cmd.add_argument("--config", required=True, metavar="FILE",
+                            help="the pipeline.config the model was trained with")
+    bundle_cmd.add_argument("--anchors", required=True, metavar="FILE",
+                            help="anchors.txt from `facekit model anchors`")
+    labels = bundle_cmd.add_mutually_exclusive_group()
+    labels.add_argument("--labels", metavar="FILE",
+                        help="labels.txt: one class name a line, class id 1 first "
+                             "(default: a single class 'face')")
+    labels.add_argument("--labels-from", metavar="PBTXT",
+                        help="take the labels from a label_map.pbtxt (items with id, name, "
+                             "display_name) instead")
+    bundle_cmd.add_argument("--dataset-manifest", metavar="FILE",
+                            help="the dataset stage's dataset.json: its sha256 and kept "
+                                 "image/face counts per split go into the manifest")
+    bundle_cmd.add_argument("--steps", type=argtypes.nonnegative, metavar="N",
+                            help="training steps the checkpoint was taken at")
+    bundle_cmd.add_argument("--checkpoint", metavar="PREFIX",
+                            help="the checkpoint prefix exported, e.g. train/model.ckpt-20000")
+    bundle_cmd.add_argument("--models-version", metavar="SHA",
+                            help="the tensorflow/models commit (or package version) used")
+    bundle_cmd.add_argument("--compiler-sha256", metavar="HEX",
+                            help="sha256 of the bonnet_model_compiler archive used")
+    bundle_cmd.add_argument("--tensorflow-version", metavar="VERSION",
+                            help="TensorFlow that exported the graph; default: the one "
+                                 "installed where this runs (read from package metadata)")
+    bundle_cmd.add_argument("--extra", type=argtypes.key_value, action="append", default=[],
+                            metavar="KEY=VALUE",
+                            help="an extra string recorded under \"extra\" in the manifest "
+                                 "(repeatable)")
+    bundle_cmd.set_defaults(func=_cmd_model_bundle)
+
+    verify_cmd = commands.add_parser(
+        "verify", help="check a bundle's files against its manifest.json",
+        description="Recompute the sha256 and size of every file of a bundle directory and "
+                    "compare them with manifest.json; report every changed, missing or "
+                    "extra file and an edited manifest, and exit 1 if there is any. Runs "
+                    "on Python 3.5 with the standard library only.")
+    verify_cmd.add_argument("bundle", metavar="BUNDLE_DIR",
+                            help="a bundle directory, ROOT/NAME/VERSION")
+    verify_cmd.add_argument("--json", action="store_true",
+                            help="print the result as JSON on stdout (ok, problems, the "
+                                 "status of each file)")
+    verify_cmd.set_defaults(func=_cmd_model_verify)
+
+    progress_cmd = commands.add_parser(
+        "progress", help="where a training run is, as JSON (the training role polls it)",
+        description="Print, as one JSON object, where a training run of the Object Detection "
+                    "API is: checkpoint_step (newest model.ckpt-N in TRAIN_DIR, -1 for none), "
+                    "step, loss and sec_per_step (the trainer's last 'global step N: loss = X "
+                    "(S sec/step)' log line), restored_from (the checkpoint the last start "
+                    "restored), done (checkpoint_step >= --num-steps), the systemd unit's "
+                    "state, active, failed and restarts, log_tail and a one-line summary.")
+    progress_cmd.add_argument("--train-dir", required=True, metavar="DIR",
+                              help="the trainer's --train_dir (checkpoints and `checkpoint`)")
+    progress_cmd.add_argument("--log", required=True, metavar="FILE",
+                              help="the trainer's log file (its stdout and stderr)")
+    progress_cmd.add_argument("--unit", metavar="NAME",
+                              help="the systemd unit that runs the trainer (state, restarts)")
+    progress_cmd.add_argument("--num-steps", type=argtypes.positive, metavar="N",
+                              help="the step count of the run, for done / percentages / time left")
+    progress_cmd.add_argument("--wait", type=argtypes.nonnegative, default=0, metavar="SECONDS",
+                              help="wait up to SECONDS for a new checkpoint or for the unit "
+                                   "to stop before printing (default 0: print at once)")
+    progress_cmd.set_defaults(func=_cmd_model_progress)
