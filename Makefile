@@ -20,20 +20,29 @@ PY35_CODE := src/facekit/__init__.py src/facekit/errors.py src/facekit/files.py 
 	src/facekit/model/__init__.py src/facekit/model/errors.py src/facekit/model/anchors_file.py \
 	src/facekit/model/bundle.py src/facekit/detector
 
-.PHONY: help test venv py36 kit-env lint pytest molecule lab lab-down bench bench-fleet clean
+.PHONY: help test check venv py36 kit-env lint pytest molecule lab lab-down bench bench-fleet clean
 
 help:
 	@echo "make lab        run site.yml on the local container lab: training host + 2 kits (LAB_KITS=N, LAB_TRAIN_STEPS=N,"
 	@echo "                LAB_SOURCES=real) and print a summary"
-	@echo "make test       install everything, lint, run pytest and every Molecule scenario"
+	@echo "make test       install everything, lint, run pytest and every Molecule scenario, side by side where"
+	@echo "                they can (tools/suite.py), and end with a table of each part's result and seconds"
+	@echo "make check      the inner loop: lint and pytest, no containers (same table)"
 	@echo "make lint       ansible-lint (production), yamllint, ruff, vermin (Python 3.6; 3.5 for the kit's code)"
 	@echo "make pytest     the Python tests of src/ and molecule/lab (also on Python 3.6 + TensorFlow 1.7 when a Python 3.6 exists)"
-	@echo "make molecule   every Molecule scenario (SCENARIO=name runs one)"
+	@echo "make molecule   every Molecule scenario (SCENARIO=name runs one), with what they need"
 	@echo "make bench      the dataset conversion, kit decoder and software bonnet benchmarks (figures, no pass/fail)"
 	@echo "make bench-fleet the deploy stage's time for fleets of 2, 5 and 10 kit containers"
 	@echo "make lab-down   remove the lab containers and stop the stand-in server"
 
-test: lint pytest molecule
+# The suite's parts (venvs, lab image, stand-ins, lint, pytest, each scenario) run side by side
+# where they do not depend on each other; tools/suite.py prints each part's log as it ends and a
+# table at the end. It needs only a python3: it creates the venvs itself.
+test:
+	python3 tools/suite.py
+
+check:
+	python3 tools/suite.py lint pytest
 
 venv: $(VENV)/.installed
 
@@ -61,8 +70,8 @@ kit-env: venv
 pytest: venv py36 kit-env
 	pytest
 
-molecule: venv
-	molecule/lab/run-scenarios.sh $(SCENARIO)
+molecule:
+	python3 tools/suite.py $(or $(SCENARIO),scenarios)
 
 lab: venv
 	molecule/lab/lab.sh up

@@ -28,12 +28,17 @@ if [[ -z $python ]]; then
   exit 1
 fi
 
+requirements=('protobuf==3.20.3' 'numpy>=1.12,<2' 'pillow')
+want=$(printf '%s\n' "$python" "${requirements[@]}" 'aiy-projects-python==1.4 --no-deps')
+if [[ -f $venv/.installed && $(cat "$venv/.installed") == "$want" ]]; then
+  exit 0
+fi
 echo "kit-env: using $python ($("$python" --version 2>&1)) for $venv"
 if [[ ! -x $venv/bin/python ]]; then
   "$python" -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-  'protobuf==3.20.3' 'numpy>=1.12,<2' 'pillow'
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${requirements[@]}"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
   'aiy-projects-python==1.4'
 "$venv/bin/python" -c 'import aiy.vision.inference, numpy, PIL'
+printf '%s\n' "$want" >"$venv/.installed"

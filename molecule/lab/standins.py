@@ -410,11 +410,13 @@ def serve(args):
         with open(state_file) as handle:
             state = json.load(handle)
         same_target = state["built"].get("target", "modern") == args.target
-        if same_target and pid_alive(state["pid"]) and _port_answers(args.host, state["port"]):
+        same_port = not args.port or args.port == state["port"]
+        if (same_target and same_port and not args.restart and pid_alive(state["pid"])
+                and _port_answers(args.host, state["port"])):
             _emit(args, role_vars(state["built"], state["port"], args.host), changed=False)
             return
-        if pid_alive(state["pid"]):  # serving another target: replaced by the one built now
-            os.kill(state["pid"], signal.SIGTERM)
+        # Serving another target or port, or told to rebuild: replaced by the one built now.
+        _stop_server(state["pid"])
     os.makedirs(args.dir, exist_ok=True)
     built = build(args)
     port = args.port or _free_port(args.host)
@@ -476,6 +478,17 @@ def httpd(directory, host, port, idle_exit=0):
     LOG.info("no request for %d s: exiting", idle_exit)
 
 
+def _stop_server(pid, timeout=10):
+    """SIGTERM to a server of ours, and wait until it is gone (its port is then free)."""
+    if not pid_alive(pid):
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.time() + timeout
+    while pid_alive(pid) and time.time() < deadline:
+        time.sleep(0.1)
+    return True
+
+
 def stop(args):
     state_file = os.path.join(args.dir, "server.json")
     if not os.path.exists(state_file):
@@ -483,10 +496,7 @@ def stop(args):
         return
     with open(state_file) as handle:
         state = json.load(handle)
-    stopped = False
-    if pid_alive(state["pid"]):
-        os.kill(state["pid"], signal.SIGTERM)
-        stopped = True
+    stopped = _stop_server(state["pid"])
     os.remove(state_file)
     print(json.dumps({"stopped": stopped, "pid": state["pid"]}))
 
@@ -508,6 +518,12 @@ def main(argv=None):
         "--background",
         action="store_true",
         help="run the server detached; if this DIR's server is up, only print its variables",
+    )
+    srv.add_argument(
+        "--restart",
+        action="store_true",
+        help="with --background: build again and restart even if this DIR's server is up (a run "
+        "that starts from a tree other than the running server's)",
     )
     srv.add_argument(
         "--idle-exit",

@@ -1,5 +1,6 @@
-"""The chain after converge (site.yml, 20 steps, three kits) and side_effect (trained on to 30
-steps, rolled out one kit at a time with no failure allowed while kit2's bonnet refuses it)."""
+"""The kits after converge (site.yml, 20 steps, three kits) and side_effect (trained on to 120
+steps, rolled out one kit at a time with no failure allowed while kit2's bonnet refuses it).
+tests/test_training.py checks the training host's side."""
 
 import json
 import os

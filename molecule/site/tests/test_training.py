@@ -1,5 +1,6 @@
-"""What the dataset and training stages leave behind after converge and side_effect
-(20 steps, then raised to LAB["resume_num_steps"] with the trainer killed in the middle)."""
+"""What the dataset and training stages leave on the training host and the controller after
+converge (site.yml, 20 steps) and side_effect (raised to RESUME["resume_num_steps"] with the
+trainer killed in the middle, then exported, compiled and fetched)."""
 
 import hashlib
 import json
@@ -9,15 +10,20 @@ import sys
 
 import yaml
 
-testinfra_hosts = ["podman://facekit-detector_training"]
+testinfra_hosts = ["podman://facekit-site-train"]
 
 SCENARIO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = os.path.dirname(os.path.dirname(SCENARIO))
-with open(os.path.join(SCENARIO, "vars", "lab.yml")) as _handle:
-    LAB = yaml.safe_load(_handle)
+with open(os.path.join(SCENARIO, "vars", "resume.yml")) as _handle:
+    RESUME = yaml.safe_load(_handle)
+# The lab's dataset settings apply to the scenario (its molecule.yml links inventory/lab's group_vars).
+with open(os.path.join(REPO, "inventory", "lab", "group_vars", "training_hosts",
+                       "widerface_dataset.yml")) as _handle:
+    DATASET_VARS = yaml.safe_load(_handle)
 EPHEMERAL = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "")
+STANDINS = os.environ.get("FACEKIT_STANDINS_DIR", "")
 ARTIFACTS = os.path.join(EPHEMERAL, "artifacts", "face_ssd_embedded")
-STEPS = LAB["resume_num_steps"]
+STEPS = RESUME["resume_num_steps"]
 
 WORK = "/var/lib/facekit/training/face_ssd_embedded"
 DATASET = "/var/lib/facekit/dataset"
@@ -42,7 +48,8 @@ def _facekit(host, *args):
 
 def test_dataset_json_records_the_sources_and_the_lab_filters(host):
     manifest = json.loads(host.file(DATASET + "/dataset.json").content_string)
-    standins = json.load(open(os.path.join(EPHEMERAL, "standins", "role_vars.json")))
+    with open(os.path.join(STANDINS, "role_vars.json")) as handle:
+        standins = json.load(handle)
     checksums = {a["name"]: a["checksum"] for a in standins["widerface_dataset_archives"]}
     for split in ("train", "val"):
         entry = manifest["splits"][split]
@@ -55,7 +62,7 @@ def test_dataset_json_records_the_sources_and_the_lab_filters(host):
         assert entry["images"]["kept"] > 0 and entry["faces"]["kept"] > 0
         # Only what training reads: no VOC tree, no CSV.
         assert "voc" not in entry["outputs"] and "csv" not in entry["outputs"]
-        assert len(entry["outputs"]["tfrecord"]["shards"]) == LAB["widerface_dataset_shards"][split]
+        assert len(entry["outputs"]["tfrecord"]["shards"]) == DATASET_VARS["widerface_dataset_shards"][split]
     assert not host.file(DATASET + "/train_voc").exists
     assert host.file(DATASET + "/label_map.pbtxt").content_string.count("item") == 1
 
@@ -64,7 +71,7 @@ def test_pipeline_config_has_the_embedded_ssd_settings(host):
     config = host.file(WORK + "/pipeline.config").content_string
     for expected in ("num_classes: 1", "embedded_ssd_mobilenet_v1", "depth_multiplier: 0.125",
                      "min_depth: 16", "num_layers: 5", "height: 256", "width: 256",
-                     "num_steps: %d" % LAB["resume_num_steps"], DATASET + "/train.record-"):
+                     "num_steps: %d" % STEPS, DATASET + "/train.record-"):
         assert expected in config, expected
 
 
@@ -144,7 +151,7 @@ def test_fetched_bundle_matches_its_manifest():
 
 
 def test_both_runs_left_distinct_bundles():
-    # The 20-step bundle of converge stays beside the longer run's of side_effect.
+    # The 20-step bundle of converge (the one the kits ran) stays beside the longer run's.
     versions = sorted(d for d in os.listdir(ARTIFACTS) if os.path.isdir(os.path.join(ARTIFACTS, d)))
     steps = {}
     for version in versions:
