@@ -58,7 +58,7 @@ py36: venv
 lint: venv
 	ansible-lint --profile production --strict
 	yamllint --strict .
-	ruff check src benchmarks molecule playbooks roles
+	ruff check src benchmarks molecule playbooks roles tools
 	vermin --no-tips --violations --eval-annotations -t=3.6- $(PY36_CODE)
 	vermin --no-tips --violations --eval-annotations -t=3.5- $(PY35_CODE)
 

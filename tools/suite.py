@@ -214,7 +214,7 @@ class Suite(object):
                             finished = name
                             break
                     else:
-                        time.sleep(0.5)
+                        time.sleep(0.2)
                 part, process, log = self.running.pop(finished)
                 self._finish(part, process, log)
         except KeyboardInterrupt:

@@ -1,5 +1,7 @@
 """Fixtures: WIDER FACE trees built in tmp dirs."""
 
+import logging
+
 import pytest
 from helpers import STANDARD, WiderTree
 
@@ -25,3 +27,13 @@ def make_tree(tmp_path):
         return WiderTree(tmp_path / "tree{}".format(counter[0]))
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _facekit_logger_restored():
+    """`facekit.cli.main` gives the "facekit" logger its own handler and stops propagation, as a
+    program should; tests that call it in-process must not leave that to the next test's caplog."""
+    logger = logging.getLogger("facekit")
+    saved = logger.handlers[:], logger.level, logger.propagate
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
