@@ -47,7 +47,7 @@ PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 class Part(object):
     """One line of the table: a command, what it needs, and (once run) its result."""
 
-    def __init__(self, name, command, needs=(), waits_for=None, about="", skip_reason=None,
+    def __init__(self, name, command, *, needs=(), waits_for=None, about="", skip_reason=None,
                  env=None):
         self.name = name
         self.command = command
@@ -184,39 +184,45 @@ class Suite(object):
         self.out.write(text if text.endswith("\n") or not text else text + "\n")
         self._say("=== end of %s" % part.name)
 
+    def _schedule(self):
+        """Records the parts that became ready without running and starts those that can run.
+        Returns whether anything changed."""
+        progressed = False
+        for part in self.parts:
+            if part.result is not None or part.name in self.running:
+                continue
+            state = self._ready(part)
+            if state is None:
+                continue
+            result, reason = state
+            if result is not None:
+                part.result, part.reason = result, reason
+                self._say("=== %s: %s: %s" % (part.name, result, reason))
+                progressed = True
+            elif len(self.running) < self.jobs:
+                self._start(part)
+                progressed = True
+        return progressed
+
+    def _reap(self):
+        """Waits for one running part to end and records it."""
+        while True:
+            for name, (part, process, log) in list(self.running.items()):
+                if process.poll() is not None:
+                    del self.running[name]
+                    self._finish(part, process, log)
+                    return
+            time.sleep(0.2)
+
     def run(self):
         self.t0 = time.time()
         try:
             while True:
-                progressed = False
-                for part in self.parts:
-                    if part.result is not None or part.name in self.running:
-                        continue
-                    state = self._ready(part)
-                    if state is None:
-                        continue
-                    result, reason = state
-                    if result is not None:
-                        part.result, part.reason = result, reason
-                        self._say("=== %s: %s: %s" % (part.name, result, reason))
-                        progressed = True
-                    elif len(self.running) < self.jobs:
-                        self._start(part)
-                        progressed = True
+                progressed = self._schedule()
                 if not self.running and not progressed:
                     break
-                if progressed:
-                    continue
-                finished = None
-                while finished is None:
-                    for name, (part, process, log) in list(self.running.items()):
-                        if process.poll() is not None:
-                            finished = name
-                            break
-                    else:
-                        time.sleep(0.2)
-                part, process, log = self.running.pop(finished)
-                self._finish(part, process, log)
+                if not progressed:
+                    self._reap()
         except KeyboardInterrupt:
             for part, process, _log in self.running.values():
                 os.killpg(process.pid, signal.SIGTERM)
@@ -254,8 +260,8 @@ class Suite(object):
 def scenario_names():
     names = sorted(name for name in os.listdir(os.path.join(ROOT, "molecule"))
                    if os.path.isfile(os.path.join(ROOT, "molecule", name, "molecule.yml")))
-    # site last: the whole chain, the longest.
-    return [n for n in names if n != "site"] + (["site"] if "site" in names else [])
+    # site first: the whole chain, the longest; started first when a run has room for it.
+    return (["site"] if "site" in names else []) + [n for n in names if n != "site"]
 
 
 def unreachable_url(name):
