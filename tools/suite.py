@@ -103,7 +103,9 @@ def trainhost_tag(lab_image_id, python36):
     never used; an unchanged tree finds the image of an earlier run."""
     digest = hashlib.sha256()
     digest.update(("%s\n%s\n" % (lab_image_id, python36)).encode())
-    paths = list(_tree_files(os.path.join(ROOT, "roles", "training_host")))
+    # The role and the role whose tasks it includes (downloads).
+    paths = [path for role in ("training_host", "facekit_common")
+             for path in _tree_files(os.path.join(ROOT, "roles", role))]
     paths += [os.path.join(ROOT, "molecule", "training_host", name)
               for name in ("converge.yml", "molecule.yml", os.path.join("vars", "lab.yml"))]
     paths += [os.path.join(LAB, "prepare-python36.yml"), os.path.join(LAB, "Containerfile"),
@@ -423,6 +425,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error("--jobs must be 1 or more")
+    # A shell without job control starts background commands with SIGINT ignored, and children
+    # inherit that: the tests of Ctrl-C (src/tests/test_signals.py) need it delivered.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     python36 = find_python36()
     state = {}
     parts = build_parts(python36, state)

@@ -8,6 +8,14 @@ collection's. Molecule's podman driver and inventory/lab name the connection `po
 of that short name in ansible.cfg's connection_plugins is found before the collection's redirect.
 """
 
+import shlex
+
+from ansible.module_utils.common.text.converters import to_native
+from ansible.plugins.connection import ensure_connect
+from ansible_collections.containers.podman.plugins.connection.podman import (
+    Connection as PodmanConnection,
+)
+
 DOCUMENTATION = r"""
 name: podman
 short_description: Run tasks in a podman container, pipelining modules through podman exec -i
@@ -59,14 +67,6 @@ options:
     vars:
       - name: ansible_pipelining
 """
-
-import shlex
-
-from ansible.module_utils.common.text.converters import to_native
-from ansible.plugins.connection import ensure_connect
-from ansible_collections.containers.podman.plugins.connection.podman import (
-    Connection as PodmanConnection,
-)
 
 
 class Connection(PodmanConnection):

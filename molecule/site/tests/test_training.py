@@ -16,7 +16,8 @@ SCENARIO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = os.path.dirname(os.path.dirname(SCENARIO))
 with open(os.path.join(SCENARIO, "vars", "resume.yml")) as _handle:
     RESUME = yaml.safe_load(_handle)
-# The lab's dataset settings apply to the scenario (its molecule.yml links inventory/lab's group_vars).
+# The lab's dataset settings apply to the scenario (its molecule.yml links inventory/lab's
+# group_vars).
 with open(os.path.join(REPO, "inventory", "lab", "group_vars", "training_hosts",
                        "widerface_dataset.yml")) as _handle:
     DATASET_VARS = yaml.safe_load(_handle)
@@ -62,7 +63,8 @@ def test_dataset_json_records_the_sources_and_the_lab_filters(host):
         assert entry["images"]["kept"] > 0 and entry["faces"]["kept"] > 0
         # Only what training reads: no VOC tree, no CSV.
         assert "voc" not in entry["outputs"] and "csv" not in entry["outputs"]
-        assert len(entry["outputs"]["tfrecord"]["shards"]) == DATASET_VARS["widerface_dataset_shards"][split]
+        shards = DATASET_VARS["widerface_dataset_shards"][split]
+        assert len(entry["outputs"]["tfrecord"]["shards"]) == shards
     assert not host.file(DATASET + "/train_voc").exists
     assert host.file(DATASET + "/label_map.pbtxt").content_string.count("item") == 1
 

@@ -1,5 +1,5 @@
-"""The kit after converge (bundle 1), a refused bundle 2 (rolled back) and bundle 3 deployed with
-vision_kit_keep_releases 2 (side_effect)."""
+"""The kit after converge (bundle 1), a preflight that finds too little free space, a refused
+bundle 2 (rolled back) and bundle 3 deployed with vision_kit_keep_releases 2 (side_effect)."""
 
 import json
 import os
@@ -67,6 +67,14 @@ def test_unit_is_hardened(host):
     assert user.shell == "/usr/sbin/nologin"
     process = host.process.get(user="facekit", comm="python")
     assert "facekit.detector" in process.args
+
+
+def test_too_little_free_space_stops_the_kit_in_preflight():
+    with open(os.path.join(EPHEMERAL, "free_space.json")) as fh:
+        failure = json.load(fh)
+    assert "Check the free space" in failure["task"], failure
+    assert "MiB free" in failure["msg"], failure
+    assert "vision_kit_min_free_mb (1073741824)" in failure["msg"], failure
 
 
 def test_refused_model_rolled_back_to_the_release_current_named(host, versions):
