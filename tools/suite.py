@@ -42,6 +42,7 @@ TRAINHOST_REPO = "localhost/facekit-lab-trainhost"
 LAB_IMAGE = "localhost/facekit-lab:bookworm"
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
+CHECKS = ("lint", "pytest")
 
 
 class Part(object):
@@ -306,10 +307,10 @@ def build_parts(python36, state):
         if "trainhost" not in state:
             lab_id = image_id(LAB_IMAGE)
             if not lab_id or not os.path.exists(os.path.join(STANDINS_DIR, "role_vars.json")):
-                state["trainhost"] = ("", False)
-            else:
-                tag = trainhost_tag(lab_id, python36)
-                state["trainhost"] = (tag, bool(image_id(tag)))
+                # Unknown until the image and the stand-ins exist: ask again later.
+                return ("", False)
+            tag = trainhost_tag(lab_id, python36)
+            state["trainhost"] = (tag, bool(image_id(tag)))
         return state["trainhost"]
 
     def scenario_env(name):
@@ -370,7 +371,12 @@ def build_parts(python36, state):
         parts.append(Part("scenario:" + name, argv, needs=needs, waits_for=waits_for,
                           skip_reason=scenario_skip(name), env=scenario_env(name),
                           about="molecule test -s %s" % name))
-    return parts
+    # When more parts are ready than may run, the earlier ones start first: the longest path of a
+    # run is training_host -> site (or site alone, warm), so those go before lint and pytest.
+    first = ["scenario:site", "scenario:training_host"]
+    setup = [p for p in parts if not p.name.startswith("scenario:") and p.name not in CHECKS]
+    return (setup + [p for p in parts if p.name in first] + [p for p in parts if p.name in CHECKS]
+            + [p for p in parts if p.name.startswith("scenario:") and p.name not in first])
 
 
 def select(parts, wanted):
