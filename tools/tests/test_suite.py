@@ -78,16 +78,6 @@ def test_a_skip_reason_skips_without_failing_and_is_asked_once():
     assert "no Python 3.6" in runner.table()
 
 
-def test_waits_for_orders_without_skipping_on_failure():
-    parts = [
-        suite.Part("training_host", _sh("sleep 0.3; exit 1")),
-        suite.Part("site", _sh("true"), waits_for=lambda s: ["training_host"]),
-    ]
-    ok, runner, out = _run(parts)
-    assert not ok
-    assert parts[1].result == "PASS" and parts[1].start >= parts[0].end
-
-
 def test_jobs_caps_how_many_parts_run_at_once(tmp_path):
     parts = [suite.Part("p%d" % i, _sh("sleep 0.3")) for i in range(4)]
     started = time.time()
