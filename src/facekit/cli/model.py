@@ -1,4 +1,5 @@
-"""`facekit model ...`: anchors, frozen graph checks and model bundles.
+"""`facekit model ...`: pipeline.config checks, anchors, frozen graph checks and model
+bundles.
 
 What a command needs (TensorFlow, the Object Detection API's protos) is imported inside
 its _cmd_* function. `facekit model verify` runs on the Vision Kit: this module and
@@ -13,7 +14,9 @@ from facekit.cli import argtypes
 from facekit.model.errors import ModelError
 
 _MODEL_EPILOG = """\
-typical use (the training stage, after export_inference_graph.py):
+typical use (the training stage; config before training, the rest after
+export_inference_graph.py):
+  facekit model config pipeline.config
   facekit model anchors pipeline.config --output anchors.txt
   facekit model check frozen_inference_graph.pb --config pipeline.config --json
   (bonnet_model_compiler.par ... --output_graph_path model.binaryproto)
@@ -40,6 +43,23 @@ def _feature_map_sizes(args):
     from facekit.model.anchors import parse_feature_map_sizes  # noqa: PLC0415
 
     return parse_feature_map_sizes(args.feature_map_sizes) if args.feature_map_sizes else None
+
+
+def _cmd_model_config(args):
+    from facekit.model import config  # noqa: PLC0415
+
+    config.prefer_pure_python_protobuf()
+    # A parse error is a ConfigError naming PATH:LINE:COLUMN: main() prints it, exit 1.
+    result = config.summary(config.read_pipeline_config(args.config), args.config)
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+        return 0
+    size = result["image_size"]
+    print("ok: {}: {} model, {} class{}, {}{}, {} steps".format(
+        args.config, result["model"] or "no", result["num_classes"],
+        "" if result["num_classes"] == 1 else "es", result["image_resizer"] or "no resizer",
+        " {}x{}".format(*size) if size else "", result["num_steps"]))
+    return 0
 
 
 def _cmd_model_anchors(args):
@@ -153,16 +173,45 @@ def _feature_map_flag(parser):
 def add_group(groups):
     """The `model` group and its commands, on the `facekit` parser's subparsers."""
     model = groups.add_parser(
-        "model", help="anchors, frozen graph checks and model bundles for the Vision Bonnet",
-        description="The training stage's model tools: the SSD anchor table of a "
+        "model", help="pipeline.config checks, anchors, frozen graph checks and model bundles "
+                      "for the Vision Bonnet",
+        description="The training stage's model tools: a pipeline.config parsed as the "
+                    "trainer will parse it, the SSD anchor table of a "
                     "pipeline.config, checks of an exported frozen graph before the Bonnet "
                     "compiler, and the model bundle (with manifest.json) handed to the "
                     "deploy stage.",
         epilog=_MODEL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = model.add_subparsers(dest="command",
-                                    metavar="{anchors,check,bundle,verify,progress}")
+                                    metavar="{config,anchors,check,bundle,verify,progress}")
     commands.required = True
+    _add_config(commands)
+    _add_anchors(commands)
+    _add_check(commands)
+    _add_bundle(commands)
+    _add_verify(commands)
+    _add_progress(commands)
 
+
+def _add_config(commands):
+    config_cmd = commands.add_parser(
+        "config", help="check that a pipeline.config parses with the Object Detection API's protos",
+        description="Parse a pipeline.config (text protobuf) into the Object Detection API's "
+                    "TrainEvalPipelineConfig, as its trainer does (text_format.Merge with "
+                    "object_detection.protos.pipeline_pb2), and print a one-line summary. A "
+                    "misspelled or unknown field, or a value of the wrong type, exits 1 naming "
+                    "CONFIG:LINE:COLUMN and the field. Needs the generated protos importable "
+                    "(on the training host: the models checkout's research/ on PYTHONPATH); "
+                    "the training role validates the config it renders with this command.")
+    config_cmd.add_argument("config", metavar="CONFIG",
+                            help="the pipeline.config to parse (any model kind)")
+    config_cmd.add_argument("--json", action="store_true",
+                            help="print, as JSON on stdout, what the config trains: model kind, "
+                                 "num_classes, image_resizer and image_size, "
+                                 "feature_extractor, num_steps, batch_size")
+    config_cmd.set_defaults(func=_cmd_model_config)
+
+
+def _add_anchors(commands):
     anchors_cmd = commands.add_parser(
         "anchors", help="the SSD anchor table of a pipeline.config (anchors.txt)",
         description="Compute the anchors of the config's ssd_anchor_generator, as the Object "
@@ -179,6 +228,8 @@ def add_group(groups):
     _feature_map_flag(anchors_cmd)
     anchors_cmd.set_defaults(func=_cmd_model_anchors)
 
+
+def _add_check(commands):
     check_cmd = commands.add_parser(
         "check", help="check a frozen_inference_graph.pb before the Bonnet compiler runs",
         description="Check that the graph has Preprocessor/sub [1,S,S,3], concat [1,N,1,4] "
@@ -209,6 +260,8 @@ def add_group(groups):
                                 "status is the same")
     check_cmd.set_defaults(func=_cmd_model_check, parser=check_cmd)
 
+
+def _add_bundle(commands):
     bundle_cmd = commands.add_parser(
         "bundle", help="collect a trained model into ROOT/NAME/VERSION/ with manifest.json",
         description="Copy the model files into ROOT/NAME/VERSION/ under fixed names "
@@ -260,6 +313,8 @@ def add_group(groups):
                                  "(repeatable)")
     bundle_cmd.set_defaults(func=_cmd_model_bundle)
 
+
+def _add_verify(commands):
     verify_cmd = commands.add_parser(
         "verify", help="check a bundle's files against its manifest.json",
         description="Recompute the sha256 and size of every file of a bundle directory and "
@@ -273,6 +328,8 @@ def add_group(groups):
                                  "status of each file)")
     verify_cmd.set_defaults(func=_cmd_model_verify)
 
+
+def _add_progress(commands):
     progress_cmd = commands.add_parser(
         "progress", help="where a training run is, as JSON (the training role polls it)",
         description="Print, as one JSON object, where a training run of the Object Detection "

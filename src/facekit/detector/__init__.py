@@ -6,7 +6,11 @@ One module per job:
   release   which bundle to run, verified against its manifest (Model)
   client    the connection to the Vision Bonnet through AIY's library (BonnetClient)
   outputs   a frame's result -> detections -> the JSON line published; sparse configs
-  decode    the SSD decoder: box coder, scores, NMS, dense and sparse tensors
+  decode    the SSD decoder: dense and sparse tensors -> detections (Detection)
+  tensors   the decoder's inputs in every form, the anchor table, DecodeError
+  boxes     the box coder: encodings against anchors -> boxes
+  scores    logits -> scores, and the logit bound that picks the candidates
+  nms       non-maximum suppression, as an IoU matrix or on Python floats
   wire      a FloatTensor's floats read from its protobuf wire form
   lights    the button's and privacy LEDs as the service's state
   signals   SIGTERM/SIGINT and the grace given to a bonnet that does not answer

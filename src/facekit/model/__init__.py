@@ -1,6 +1,6 @@
 """The model stage: from a trained SSD to the bundle the deploy stage copies to the kits.
 
-  config        pipeline.config read into the fields the anchors and graph checks need
+  config        pipeline.config parsed as the trainer does it, and the SSD fields checks need
   anchors       the SSD anchor table of an ssd_anchor_generator (numpy)
   anchors_file  the one reader of anchors.txt (bundling and the kit's decoder share it)
   graphcheck    a frozen graph checked before the Bonnet compiler runs

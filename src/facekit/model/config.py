@@ -105,10 +105,32 @@ def read_pipeline_config(path):
         where, sep, message = str(exc).partition(" : ")
         if not (sep and where.replace(":", "").isdigit()):
             where, message = "", str(exc)
-        raise ConfigError("{}:{} {} (check the field names against the checkout's "
-                          "object_detection/protos/*.proto)".format(
+        raise ConfigError("{}:{} {} (check the field names and value types against the "
+                          "checkout's object_detection/protos/*.proto)".format(
                               path, where + ":" if where else "", message.rstrip("."))) from None
     return config
+
+
+def summary(config, path="pipeline.config"):
+    """What a parsed TrainEvalPipelineConfig trains, as a dict for `facekit model config
+    --json`: the model kind, classes, input size (fixed_shape_resizer only, else None),
+    feature extractor and the training steps and batch size. Any model kind: unlike
+    ssd_model, this refuses nothing."""
+    kind = config.model.WhichOneof("model")
+    result = {"config": path, "model": kind, "num_classes": None, "image_resizer": None,
+              "image_size": None, "feature_extractor": None,
+              "num_steps": config.train_config.num_steps,
+              "batch_size": config.train_config.batch_size}
+    if kind is None:
+        return result
+    model = getattr(config.model, kind)
+    resizer = model.image_resizer.WhichOneof("image_resizer_oneof")
+    result.update(num_classes=model.num_classes, image_resizer=resizer,
+                  feature_extractor=model.feature_extractor.type)
+    if resizer == "fixed_shape_resizer":
+        fixed = model.image_resizer.fixed_shape_resizer
+        result["image_size"] = [fixed.height, fixed.width]
+    return result
 
 
 def _has_field(message, name):

@@ -5,8 +5,8 @@ import subprocess
 
 import numpy as np
 import pytest
+from decode_reference import AIY_ANCHORS, clustered_tensors
 from detector_fakes import KIT_PYTHON, kit_env, needs_kit
-from test_decode import AIY_ANCHORS, clustered_tensors
 
 from facekit.detector import decode, wire
 

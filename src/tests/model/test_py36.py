@@ -17,6 +17,7 @@ import graphs
 import pytest
 from helpers import REPO
 from test_anchors import AIY_TABLE, needs_od_protos, run_facekit, write_config
+from test_pipeline_template import render
 from test_training_host_stack import PY36, PY36_VENV
 
 pytestmark = pytest.mark.skipif(
@@ -70,13 +71,19 @@ def test_check_a_graph_built_by_the_modern_stack(tmp_path):
                                     "anchors; 1 class;".format(path))
 
 
-@needs_od_protos
-def test_anchors_are_byte_identical_on_both_stacks(tmp_path):
-    # The controller venv's object_detection package, seen from Python 3.6 alone.
+def od_protos(tmp_path):
+    """A directory holding only the controller venv's object_detection package, for the
+    Python 3.6 PYTHONPATH (as research/ is on the training host's)."""
     protos = tmp_path / "od"
     protos.mkdir()
     package = os.path.dirname(importlib.util.find_spec("object_detection").origin)
     os.symlink(package, str(protos / "object_detection"))
+    return protos
+
+
+@needs_od_protos
+def test_anchors_are_byte_identical_on_both_stacks(tmp_path):
+    protos = od_protos(tmp_path)
     config = write_config(tmp_path)
     old, new = tmp_path / "anchors36.txt", tmp_path / "anchors.txt"
     result = facekit36("model", "anchors", config, "--output", old, extra_path=protos)
@@ -92,6 +99,28 @@ def test_anchors_are_byte_identical_on_both_stacks(tmp_path):
     result = facekit36("model", "check", graphs.write_graph(tmp_path / "g.pb"), "--config",
                        config, extra_path=protos)
     assert result.returncode == 0, result.stderr
+
+
+@needs_od_protos
+def test_config_check_on_python36(tmp_path):
+    """`facekit model config` as the training role's validate runs it there."""
+    protos = od_protos(tmp_path)
+    text = render()
+    good = tmp_path / "pipeline.config"
+    good.write_text(text)
+    result = facekit36("model", "config", good, "--json", extra_path=protos)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["model"] == "ssd" and summary["num_classes"] == 1
+    assert summary["image_size"] == [256, 256]
+
+    bad = tmp_path / "typo.config"
+    bad.write_text(text.replace("depth_multiplier:", "depth_multiplyer:", 1))
+    line = text[:text.index("depth_multiplier:")].count("\n") + 1
+    result = facekit36("model", "config", bad, extra_path=protos)
+    assert result.returncode == 1
+    assert result.stderr.startswith("facekit: error: {}:{}:".format(bad, line)), result.stderr
+    assert "depth_multiplyer" in result.stderr
 
 
 def test_bundle_and_verify_on_python36(tmp_path):

@@ -1,0 +1,67 @@
+"""Class logits to scores: the sigmoid, and the logit bound below which no anchor can
+score above a threshold (so the decoder converts only the anchors past it).
+
+The names with an underscore belong to the decoder (facekit.detector.decode). Python 3.5
+and numpy only: this runs on the kit.
+"""
+
+import math
+
+import numpy as np
+
+
+def sigmoid(logits):
+    """1 / (1 + exp(-x)) elementwise, without overflow for large negative x."""
+    return _sigmoid(np.asarray(logits, dtype=np.float64))
+
+
+def _sigmoid(x):
+    """sigmoid of a float64 array."""
+    e = np.exp(-np.abs(x))
+    d = 1.0 + e
+    return np.where(x >= 0, 1.0 / d, e / d)
+
+
+def _positive_sigmoid(x):
+    """_sigmoid of a float64 array of positive numbers: the same values in fewer steps
+    (positional `out`: no keyword to parse)."""
+    d = np.negative(x)
+    np.exp(d, d)
+    d += 1.0
+    return np.divide(1.0, d, d)
+
+
+def _few_scores(logits, score_threshold):
+    """[(-score, position)] of the logits whose sigmoid is above score_threshold, best
+    first; equal scores keep their order (the positions ascend)."""
+    exp = math.exp
+    scored = []
+    for position, logit in enumerate(logits):
+        # sigmoid, stable for large negative logits (as _sigmoid).
+        if logit >= 0.0:
+            score = 1.0 / (1.0 + exp(-logit))
+        else:
+            e = exp(logit)
+            score = e / (1.0 + e)
+        if score > score_threshold:
+            scored.append((-score, position))
+    scored.sort()
+    return scored
+
+
+def _logit_floor(score_threshold):
+    """A logit at or below which no anchor scores above score_threshold, or None when
+    there is no safe such bound (a threshold outside (0, 1), or so close to 1 that
+    rounding decides).
+
+    The bound is the threshold's logit minus a margin of one: sigmoid is monotonic, and a
+    unit below the boundary it is clearly below the threshold. From 0.5 up, the bound is
+    at least 0: the sigmoid of a logit <= 0 is <= 0.5 in floating point too."""
+    try:
+        threshold = float(score_threshold)
+    except (TypeError, ValueError):
+        return None
+    if not 0.0 < threshold < 1.0 - 1e-9:
+        return None
+    floor = math.log(threshold / (1.0 - threshold)) - 1.0
+    return max(floor, 0.0) if threshold >= 0.5 else floor
