@@ -36,7 +36,9 @@ LOG = logging.getLogger(__name__)
 THRESHOLDS = 1000
 IOU_THRESHOLD = 0.5
 # Prediction-face pairs per IoU chunk (5 float64 arrays of this length at a time).
-PAIR_CHUNK = 1 << 22
+PAIR_CHUNK = 1 << 20
+# An image with at least this many prediction-face pairs gets its own IoU matrix.
+CROWDED_PAIRS = 1 << 14
 
 # aps: setting -> AP; precision, recall: setting -> (THRESHOLDS,) arrays (precision NaN
 # where nothing was proposed); thresholds: the (THRESHOLDS,) score thresholds, highest
@@ -74,48 +76,69 @@ def _segment_starts(lengths):
     return starts
 
 
+def _iou(px1, py1, px2, py2, parea, gx1, gy1, gx2, gy2, garea):
+    """IoU of inclusive pixel boxes (corners x2 = x + w, sizes + 1), elementwise or
+    broadcast; 0 without overlap. The tools' operations in the tools' order."""
+    iw = np.minimum(px2, gx2) - np.maximum(px1, gx1) + 1
+    ih = np.minimum(py2, gy2) - np.maximum(py1, gy1) + 1
+    inter = iw * ih
+    union = parea + garea - inter
+    iou = np.zeros(np.broadcast(inter, union).shape)
+    np.divide(inter, union, out=iou, where=(iw > 0) & (ih > 0))
+    return iou
+
+
+def _corners(boxes):
+    x1, y1 = boxes[:, 0], boxes[:, 1]
+    x2, y2 = x1 + boxes[:, 2], y1 + boxes[:, 3]
+    return x1, y1, x2, y2, (x2 - x1 + 1) * (y2 - y1 + 1)
+
+
 def best_faces(boxes, image_of, gt_boxes, face_start, iou_threshold=IOU_THRESHOLD):
-    """For each prediction (x, y, w, h rows of `boxes`, in image `image_of`), the global index
-    of its image's face of highest IoU when that IoU is >= iou_threshold, else -1."""
+    """For each prediction (x, y, w, h rows of `boxes`, in image `image_of`, images in
+    order), the global index of its image's face of highest IoU (the first on a tie) when
+    that IoU is >= iou_threshold, else -1.
+
+    Crowded images (many predictions times many faces: a few dozen images of WIDER val
+    hold most of the pairs) get one prediction x face matrix each; the others share
+    chunks of prediction-face pairs gathered across images."""
     n = len(boxes)
     best = np.full(n, -1, dtype=np.int64)
-    faces_per_pred = (face_start[1:] - face_start[:-1])[image_of]
-    pair_start = _segment_starts(faces_per_pred)
-    px1, py1 = boxes[:, 0], boxes[:, 1]
-    px2, py2 = px1 + boxes[:, 2], py1 + boxes[:, 3]
-    gx1, gy1 = gt_boxes[:, 0], gt_boxes[:, 1]
-    gx2, gy2 = gx1 + gt_boxes[:, 2], gy1 + gt_boxes[:, 3]
-    gt_area = (gx2 - gx1 + 1) * (gy2 - gy1 + 1)
-    pred_area = (px2 - px1 + 1) * (py2 - py1 + 1)
+    if not n:
+        return best
+    pred = _corners(boxes)
+    face = _corners(gt_boxes)
+    faces = face_start[1:] - face_start[:-1]
+    pred_start = np.searchsorted(image_of, np.arange(len(faces) + 1), side="left")
+    pairs = faces * (pred_start[1:] - pred_start[:-1])
+    for image in np.flatnonzero(pairs >= CROWDED_PAIRS):
+        rows = slice(pred_start[image], pred_start[image + 1])
+        cols = slice(face_start[image], face_start[image + 1])
+        iou = _iou(*[c[rows, None] for c in pred], *[c[None, cols] for c in face])
+        chosen = np.argmax(iou, axis=1)
+        hit = iou[np.arange(len(chosen)), chosen] >= iou_threshold
+        best[rows] = np.where(hit, face_start[image] + chosen, -1)
+    selected = np.flatnonzero((pairs[image_of] < CROWDED_PAIRS) & (faces[image_of] > 0))
+    counts = faces[image_of[selected]]
+    pair_start = _segment_starts(counts)
     first = 0
-    while first < n:
-        # Whole predictions per chunk; at least one, however many faces its image has.
-        last = max(first + 1, int(np.searchsorted(pair_start, pair_start[first] + PAIR_CHUNK,
-                                                  side="right")) - 1)
-        last = min(last, n)
-        preds = np.arange(first, last)
-        with_faces = preds[faces_per_pred[first:last] > 0]
+    while first < len(selected):
+        # Whole predictions per chunk: their pairs end at most PAIR_CHUNK after the first's.
+        last = int(np.searchsorted(pair_start, pair_start[first] + PAIR_CHUNK, side="right")) - 1
+        last = min(max(last, first + 1), len(selected))
+        chunk, chunk_counts = selected[first:last], counts[first:last]
         first = last
-        if not with_faces.size:
-            continue
-        counts = faces_per_pred[with_faces]
-        pred = np.repeat(with_faces, counts)
-        offsets = _segment_starts(counts)
-        within = np.arange(offsets[-1]) - np.repeat(offsets[:-1], counts)
-        face = face_start[image_of[pred]] + within
-        iw = np.minimum(px2[pred], gx2[face]) - np.maximum(px1[pred], gx1[face]) + 1
-        ih = np.minimum(py2[pred], gy2[face]) - np.maximum(py1[pred], gy1[face]) + 1
-        overlap = (iw > 0) & (ih > 0)
-        inter = iw * ih
-        union = pred_area[pred] + gt_area[face] - inter
-        iou = np.zeros(len(pred))
-        np.divide(inter, union, out=iou, where=overlap)
+        offsets = _segment_starts(chunk_counts)
+        p = np.repeat(chunk, chunk_counts)
+        f = face_start[image_of[p]] + np.arange(offsets[-1]) - np.repeat(offsets[:-1],
+                                                                       chunk_counts)
+        iou = _iou(*[c[p] for c in pred], *[c[f] for c in face])
         top = np.maximum.reduceat(iou, offsets[:-1])
         # The first face reaching the maximum, as argmax picks it.
-        candidates = np.where(iou == np.repeat(top, counts), np.arange(len(pred)), len(pred))
-        chosen = face[np.minimum.reduceat(candidates, offsets[:-1])]
+        position = np.where(iou == np.repeat(top, chunk_counts), np.arange(len(p)), len(p))
+        chosen = f[np.minimum.reduceat(position, offsets[:-1])]
         hit = top >= iou_threshold
-        best[with_faces[hit]] = chosen[hit]
+        best[chunk[hit]] = chosen[hit]
     return best
 
 
