@@ -67,7 +67,8 @@ def _cmd_eval_wider(args):
                        for s in groundtruth.SETTINGS},
         })
         with files.atomic_open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=1, sort_keys=True)
+            # One line: the curves are 6,000 numbers.
+            json.dump(doc, fh, sort_keys=True)
             fh.write("\n")
         print("wrote {}".format(args.json))
     return 0
