@@ -6,6 +6,7 @@ numpy and scipy (facekit.eval) are imported inside the command's function.
 
 import argparse
 import json
+import math
 
 _EVAL_EPILOG = """\
 typical use:
@@ -22,7 +23,7 @@ _MISSING_NAMED = 5
 
 def _curve(values):
     # NaN (no prediction at or above that threshold) is not JSON: null.
-    return [None if v != v else round(float(v), 10) for v in values]
+    return [None if math.isnan(v) else round(float(v), 10) for v in values]
 
 
 def _cmd_eval_wider(args):

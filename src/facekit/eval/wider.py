@@ -76,9 +76,12 @@ def _segment_starts(lengths):
     return starts
 
 
-def _iou(px1, py1, px2, py2, parea, gx1, gy1, gx2, gy2, garea):
+def _iou(pred, face):
     """IoU of inclusive pixel boxes (corners x2 = x + w, sizes + 1), elementwise or
-    broadcast; 0 without overlap. The tools' operations in the tools' order."""
+    broadcast, from two (x1, y1, x2, y2, area) tuples as _corners gives them; 0 without
+    overlap. The tools' operations in the tools' order."""
+    px1, py1, px2, py2, parea = pred
+    gx1, gy1, gx2, gy2, garea = face
     iw = np.minimum(px2, gx2) - np.maximum(px1, gx1) + 1
     ih = np.minimum(py2, gy2) - np.maximum(py1, gy1) + 1
     inter = iw * ih
@@ -114,7 +117,7 @@ def best_faces(boxes, image_of, gt_boxes, face_start, iou_threshold=IOU_THRESHOL
     for image in np.flatnonzero(pairs >= CROWDED_PAIRS):
         rows = slice(pred_start[image], pred_start[image + 1])
         cols = slice(face_start[image], face_start[image + 1])
-        iou = _iou(*[c[rows, None] for c in pred], *[c[None, cols] for c in face])
+        iou = _iou([c[rows, None] for c in pred], [c[None, cols] for c in face])
         chosen = np.argmax(iou, axis=1)
         hit = iou[np.arange(len(chosen)), chosen] >= iou_threshold
         best[rows] = np.where(hit, face_start[image] + chosen, -1)
@@ -132,7 +135,7 @@ def best_faces(boxes, image_of, gt_boxes, face_start, iou_threshold=IOU_THRESHOL
         p = np.repeat(chunk, chunk_counts)
         f = face_start[image_of[p]] + np.arange(offsets[-1]) - np.repeat(offsets[:-1],
                                                                        chunk_counts)
-        iou = _iou(*[c[p] for c in pred], *[c[f] for c in face])
+        iou = _iou([c[p] for c in pred], [c[f] for c in face])
         top = np.maximum.reduceat(iou, offsets[:-1])
         # The first face reaching the maximum, as argmax picks it.
         position = np.where(iou == np.repeat(top, chunk_counts), np.arange(len(p)), len(p))
@@ -164,8 +167,10 @@ def _last_index_ranges(scores, image_of, count):
     return lo, hi
 
 
-def pr_counts(best, kept, image_of, lo, hi, count):
-    """(proposed, found) per threshold, summed over images, for one setting."""
+def pr_counts(best, kept, image_of, ranges, count):
+    """(proposed, found) per threshold, summed over images, for one setting; `ranges` is
+    _last_index_ranges' (lo, hi)."""
+    lo, hi = ranges
     n = len(best)
     hit = best >= 0
     face = np.where(hit, best, 0)
@@ -204,10 +209,10 @@ def evaluate(ground_truth, predictions, iou_threshold=IOU_THRESHOLD, count=THRES
     boxes, image_of, scores = predictions.boxes[keep], image_of[keep], scores[keep]
     best = best_faces(boxes, image_of, ground_truth.boxes, ground_truth.face_start,
                       iou_threshold)
-    lo, hi = _last_index_ranges(scores, image_of, count)
+    ranges = _last_index_ranges(scores, image_of, count)
     aps, precision, recall = {}, {}, {}
     for setting in SETTINGS:
-        proposed, found = pr_counts(best, ground_truth.kept[setting], image_of, lo, hi, count)
+        proposed, found = pr_counts(best, ground_truth.kept[setting], image_of, ranges, count)
         with np.errstate(divide="ignore", invalid="ignore"):
             precision[setting] = found / proposed
             recall[setting] = found / ground_truth.face_counts[setting]

@@ -174,8 +174,8 @@ def test_vectorised_equals_the_plain_loop_on_generated_sets(synthetic_gt, seed, 
 def test_negative_and_tiny_boxes_agree_with_the_plain_loop(synthetic_gt):
     rng = np.random.default_rng(11)
     rows = []
-    for _, r in wider_synthetic.prediction_set(rng, synthetic_gt):
-        r = r.copy()
+    for _, generated in wider_synthetic.prediction_set(rng, synthetic_gt):
+        r = generated.copy()
         if len(r):
             r[::3, 2:4] *= -0.5           # negative sizes, as a broken detector writes
             r[1::4, 2:4] = 0.0

@@ -63,7 +63,7 @@ def random_ground_truth(rng, events=4, images=(2, 6), faces=(0, 12)):
     return out
 
 
-def predictions_for(rng, gt_boxes, recall=0.8, false_positives=3.0, duplicates=0.2,
+def predictions_for(rng, gt_boxes, *, recall=0.8, false_positives=3.0, duplicates=0.2,
                     sort=True, score_scale=1.0):
     """(n, 5) x y w h score rows for one image with faces `gt_boxes` (n, 4) x y w h."""
     rows = []
