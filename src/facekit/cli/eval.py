@@ -42,8 +42,11 @@ def _cmd_eval_wider(args):
                     len(preds.missing), len(truth.images), named,
                     " and {} more".format(more) if more > 0 else "")
     if preds.unexpected:
-        log.warning("%d .txt files in %s name no image of the ground truth and were not read, "
-                    "e.g. %s", len(preds.unexpected), args.pred_dir, preds.unexpected[0])
+        # The official tools read only the ground truth's images; the Python port reads every
+        # file, so extra files' scores would shift its normalisation (here they do not).
+        log.warning("%d .txt files in %s name no image of the ground truth and were not read "
+                    "(their scores do not enter the normalisation), e.g. %s",
+                    len(preds.unexpected), args.pred_dir, preds.unexpected[0])
     result = wider.evaluate(truth, preds)
     print("WIDER FACE: {} images, {} predictions, {} image{} without a prediction file "
           "(no detections)".format(len(truth.images), len(preds.scores), len(preds.missing),
