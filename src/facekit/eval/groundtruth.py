@@ -31,12 +31,6 @@ GroundTruth = collections.namedtuple(
     "GroundTruth", "events images boxes face_start kept face_counts")
 
 
-def default_ground_truth_files(directory):
-    """The four file paths the evaluation tools publish, in reading order."""
-    names = [BOXES_FILE] + [SETTING_FILE.format(s) for s in SETTINGS]
-    return [os.path.join(directory, name) for name in names]
-
-
 def _loadmat(path):
     try:
         from scipy.io import loadmat  # noqa: PLC0415
