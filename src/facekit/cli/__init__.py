@@ -1,10 +1,10 @@
-"""`facekit` command line: one subcommand group per pipeline stage (`dataset`, `model`),
-and `bonnet`, the software Vision Bonnet the detector is tested against.
+"""`facekit` command line: one subcommand group per pipeline stage (`dataset`, `model`,
+`eval`), and `bonnet`, the software Vision Bonnet the detector is tested against.
 
 This module holds main(): the parser's top, logging, and the mapping of failures to exit
 statuses (0 success, 1 a FacekitError or an unusable input file, one line on stderr; 2 a
 usage error, argparse's; 128 + the signal number when a stop signal ends a dataset
-command). Each group is a module (dataset, model, bonnet) and the argument types are in
+command). Each group is a module (dataset, model, eval, bonnet) and the argument types are in
 argtypes, which `facekit-detector` uses too.
 
 The command implementations (pandas, lxml, TensorFlow behind them) are imported inside
@@ -33,13 +33,14 @@ def build_parser():
                            help="also log debug messages")
     verbosity.add_argument("-q", "--quiet", action="store_true",
                            help="log only errors (no skipped-image warnings, no progress lines)")
-    groups = parser.add_subparsers(dest="group", metavar="{dataset,model,bonnet}")
+    groups = parser.add_subparsers(dest="group", metavar="{dataset,model,eval,bonnet}")
     groups.required = True
     # Imported here, not at the top: the detector imports facekit.cli.argtypes on the kit
     # and needs none of the groups.
     from facekit.cli import bonnet, dataset, model  # noqa: PLC0415
+    from facekit.cli import eval as eval_group  # noqa: PLC0415
 
-    for group in (dataset, model, bonnet):
+    for group in (dataset, model, eval_group, bonnet):
         group.add_group(groups)
     return parser
 
