@@ -112,7 +112,7 @@ def _config_input_size(bundle_dir):
 class Model(object):
     """A loaded model: the bundle's frozen graph in a TensorFlow session."""
 
-    def __init__(self, name, bundle, *, sha256, height, width, mean, stddev):
+    def __init__(self, name, bundle, *, sha256, height, width, mean, stddev, threads=1):
         self.name = name
         self.bundle = bundle
         self.sha256 = sha256
@@ -121,6 +121,10 @@ class Model(object):
         self.mean = float(mean)
         self.stddev = float(stddev)
         self.sizes = {}
+        # TensorFlow's threads per op; 1 on the bonnet (a frame at a time), more for eval.
+        self.threads = threads
+        # Whether the graph's input takes several images at once (an unknown batch size).
+        self.batchable = False
         self._session = None
         self._feed = self._fetches = None
 
@@ -142,7 +146,7 @@ class Model(object):
                 raise BonnetError("it has no node {} (the graph needs {} in, {} and {} "
                                   "out)".format(", ".join(missing), INPUT, BOXES, CLASSES))
             self._check_input(graph.get_tensor_by_name(INPUT + ":0").get_shape())
-            config = v1.ConfigProto(intra_op_parallelism_threads=1,
+            config = v1.ConfigProto(intra_op_parallelism_threads=self.threads,
                                     inter_op_parallelism_threads=1, device_count={"GPU": 0})
             self._session = v1.Session(graph=graph, config=config)
             self._feed = graph.get_tensor_by_name(INPUT + ":0")
@@ -174,6 +178,7 @@ class Model(object):
 
     def _check_input(self, shape):
         dims = shape.as_list() if shape.ndims is not None else None
+        self.batchable = dims is None or dims[0] is None
         if dims is not None and (len(dims) != 4 or dims[3] not in (None, 3)):
             raise BonnetError("its input {} has shape {}, not [1, height, width, 3]".format(
                 INPUT, dims))
@@ -192,20 +197,31 @@ class Model(object):
 
     def run(self, image):
         """({concat: [N, 4], concat_1: [N, 1 + C]} float32, milliseconds) for a PIL image."""
+        started = time.monotonic()
+        boxes, classes = self.infer(self.pixels(image)[np.newaxis])
+        outputs = {BOXES: boxes[0], CLASSES: classes[0]}
+        return outputs, (time.monotonic() - started) * 1000.0
+
+    def pixels(self, image):
+        """The float32 [height, width, 3] pixels of a PIL image resized (bilinear) to the
+        input size, not yet normalised."""
         from PIL import Image  # noqa: PLC0415
 
-        started = time.monotonic()
         if image.mode != "RGB":
             image = image.convert("RGB")
         if image.size != (self.width, self.height):
             image = image.resize((self.width, self.height), Image.BILINEAR)
-        pixels = np.asarray(image, dtype=np.float32)
-        pixels = (pixels - self.mean) / self.stddev
-        boxes, classes = self._session.run(self._fetches,
-                                           feed_dict={self._feed: pixels[np.newaxis]})
-        outputs = {BOXES: boxes.reshape(self.sizes[BOXES]),
-                   CLASSES: classes.reshape(self.sizes[CLASSES])}
-        return outputs, (time.monotonic() - started) * 1000.0
+        return np.asarray(image, dtype=np.float32)
+
+    def infer(self, pixels):
+        """(box encodings [B, N, 4], class logits [B, N, 1 + C]) float32 of a batch of
+        pixels [B, height, width, 3] (0-255, as pixels() gives them), normalised with
+        (x - mean) / stddev. B > 1 only where the graph is batchable."""
+        pixels = (np.asarray(pixels, dtype=np.float32) - self.mean) / self.stddev
+        boxes, classes = self._session.run(self._fetches, feed_dict={self._feed: pixels})
+        batch = pixels.shape[0]
+        return (boxes.reshape((batch,) + self.sizes[BOXES]),
+                classes.reshape((batch,) + self.sizes[CLASSES]))
 
     def describe(self):
         """What the state file records of the model."""
