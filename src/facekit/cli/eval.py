@@ -1,20 +1,27 @@
-"""`facekit eval ...`: measuring a detector. Today `wider`, the WIDER FACE protocol's
-easy / medium / hard AP of a prediction folder.
+"""`facekit eval ...`: measuring a detector. `wider`, the WIDER FACE protocol's
+easy / medium / hard AP of a prediction folder; `run`, a bundle run on TFRecord files as
+the kit runs it, measured, with a report.
 
-numpy and scipy (facekit.eval) are imported inside the command's function.
+numpy, scipy and TensorFlow (facekit.eval) are imported inside the commands' functions.
 """
 
 import argparse
 import json
 import math
+import os
+
+from facekit.cli import argtypes
 
 _EVAL_EPILOG = """\
 typical use:
   facekit eval wider predictions/ --ground-truth eval_tools/ground_truth
   facekit eval wider predictions/ --ground-truth eval_tools/ground_truth --json wider.json
+  facekit eval run artifacts/models/face/1a2b3c4d5e6f --records 'data/val.record*' \
+      --output eval/ --wider-ground-truth eval_tools/ground_truth
 
 exit status: 0 scored, 1 bad input (a prediction file that is not in the WIDER format,
-named with its line; unreadable ground truth), 2 usage error.
+named with its line; unreadable ground truth; a bundle that does not verify; a missing or
+corrupt record or image, named with its file and record), 2 usage error.
 """
 
 # How many missing prediction files the warning names before it only counts.
@@ -81,13 +88,96 @@ def _cmd_eval_wider(args):
 def add_group(groups):
     """The `eval` group and its commands, on the `facekit` parser's subparsers."""
     group = groups.add_parser(
-        "eval", help="measure a detector: WIDER FACE easy/medium/hard AP",
+        "eval", help="measure a detector: WIDER FACE easy/medium/hard AP; a bundle on records",
         description="Evaluation tools: score a detector's predictions the way the field "
                     "reports face detectors.",
         epilog=_EVAL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = group.add_subparsers(dest="command", metavar="{wider}")
+    commands = group.add_subparsers(dest="command", metavar="{wider,run}")
     commands.required = True
     _add_wider(commands)
+    _add_run(commands)
+
+
+def _cmd_eval_run(args):
+    from facekit.eval import run  # noqa: PLC0415
+
+    doc = run.evaluate_bundle(args.bundle, args.records, args.output,
+                              deploy_threshold=args.deploy_threshold,
+                              score_threshold=args.score_threshold,
+                              wider_ground_truth=args.wider_ground_truth, threads=args.threads)
+    kit = doc["at_deploy_threshold"]
+
+    def figure(value):
+        return "n/a" if value is None else "{:.4f}".format(value)
+
+    print("{} {}: {} images at {} images/s".format(
+        doc["bundle"]["name"], doc["bundle"]["version"], doc["images"],
+        doc["images_per_second"]))
+    print("AP@0.5 " + "  ".join("{} {}".format(label, figure(ap))
+                                for label, ap in sorted(doc["ap"].items())) +
+          "  mean {}".format(figure(doc["mean_ap"])))
+    print("at score > {}: recall {}, precision {}, {} false positives per image".format(
+        kit["threshold"], figure(kit["recall"]), figure(kit["precision"]),
+        figure(kit["false_positives_per_image"])))
+    if doc["wider"]:
+        print("WIDER FACE easy {} medium {} hard {}".format(
+            *(figure(doc["wider"][s]) for s in ("easy", "medium", "hard"))))
+    print("wrote {}".format(", ".join(os.path.join(args.output, name) for name in sorted(
+        [run.EVAL_JSON, run.PR_PNG, run.SAMPLES_PNG, run.REPORT_HTML] +
+        ([run.PREDICTIONS + "/"] if doc["files"]["predictions"] else [])))))
+    return 0
+
+
+def _add_run(commands):
+    run_cmd = commands.add_parser(
+        "run", help="run a bundle on TFRecord files as the kit does; AP, recall, report",
+        description="Run a model bundle's frozen graph on every image of TFRecord files (the "
+                    "Object Detection API's format, as `facekit dataset convert` writes "
+                    "them) the way the Vision Kit runs it: the whole image resized to the "
+                    "bundle's input size, normalised (x - 128) / 128, the output tensors "
+                    "decoded by the kit's own decoder (facekit.detector) at a low score "
+                    "threshold. Writes into OUTPUT: eval.json (AP at IoU 0.5 per class and "
+                    "mean; recall, precision, false positives per image and recall by face "
+                    "size at the deploy threshold; the bundle's version, the records' "
+                    "sha256s, images/s), pr.png (precision-recall curves), samples.png "
+                    "(true positives green, false positives red, missed faces blue), "
+                    "report.html (both pictures and the figures; reads offline) and, for "
+                    "WIDER FACE records, predictions/<event>/<image>.txt in the WIDER format. "
+                    "Face sizes: the square root of a box's area in the original image's "
+                    "pixels; small < 32, medium 32-96, large >= 96. Needs TensorFlow and "
+                    "Pillow; scipy for --wider-ground-truth.",
+        epilog=_EVAL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run_cmd.add_argument("bundle", metavar="BUNDLE",
+                         help="a model bundle directory (manifest.json, "
+                              "frozen_inference_graph.pb, anchors.txt, labels.txt, "
+                              "pipeline.config); it must verify against its manifest")
+    run_cmd.add_argument("--records", metavar="PATTERN", required=True,
+                         help="a TFRecord file or a glob of them (quote it), e.g. "
+                              "'data/val.record*'; every image of every file is run, in "
+                              "file name order")
+    run_cmd.add_argument("--output", metavar="DIR", required=True,
+                         help="the folder to write into (created; files of an earlier run "
+                              "are replaced)")
+    run_cmd.add_argument("--deploy-threshold", metavar="SCORE", default=0.5,
+                         type=argtypes.number(float, 0.0, 1.0, True, True),
+                         help="the kit's score threshold (vision_kit_score_threshold) for "
+                              "recall, precision, false positives per image and the samples "
+                              "(default %(default)s)")
+    run_cmd.add_argument("--score-threshold", metavar="SCORE", default=0.02,
+                         type=argtypes.number(float, 0.0, 1.0, True, True),
+                         help="the decoder's threshold for the AP's ranking: low, so the "
+                              "AP sees the whole precision-recall curve (default "
+                              "%(default)s)")
+    run_cmd.add_argument("--wider-ground-truth", metavar="DIR",
+                         help="the WIDER FACE evaluation tools' ground-truth folder "
+                              "(wider_face_val.mat, wider_{easy,medium,hard}_val.mat): adds "
+                              "the easy/medium/hard APs of predictions/ to eval.json (WIDER "
+                              "FACE val records only; val images missing from the records "
+                              "count as no detections)")
+    run_cmd.add_argument("--threads", metavar="N", type=argtypes.positive, default=2,
+                         help="threads for decoding images and for TensorFlow's ops "
+                              "(default %(default)s, the training host's cores)")
+    run_cmd.set_defaults(func=_cmd_eval_run)
 
 
 def _add_wider(commands):

@@ -1,0 +1,106 @@
+"""The figures of `facekit eval run`: AP at IoU 0.5 per class and their mean (facekit.eval.voc)
+over every detection the decoder gives at the low export threshold, and what the kit
+would report at its deploy threshold: recall, precision, false positives per image and
+recall by face size.
+
+Face size is the square root of the ground-truth box's area in the original image's
+pixels (COCO's bounds): small below 32, medium 32 to below 96, large 96 and above. At the
+kit's 256x256 input a 1024-pixel-wide frame shrinks 4x, so a small face there is under
+8 pixels. Python 3.6; numpy.
+"""
+
+import math
+
+import numpy as np
+
+from facekit.eval import voc
+
+SIZE_BOUNDS = (("small", 0.0, 32.0), ("medium", 32.0, 96.0), ("large", 96.0, math.inf))
+# Points of each precision-recall curve kept in eval.json (the PNG uses them all).
+CURVE_POINTS = 200
+
+
+def pixel_boxes(boxes, size):
+    """Normalised (ymin, xmin, ymax, xmax) -> pixels of an image of size (width, height)."""
+    width, height = size
+    return np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * [height, width, height, width]
+
+
+def image_detections(results, min_score=None):
+    """voc.ImageDetections in pixels of each ImageResult, detections with a score above
+    `min_score` only when it is given (the kit keeps a score above its threshold)."""
+    images = []
+    for result in results:
+        keep = (np.ones(len(result.scores), dtype=bool) if min_score is None
+                else result.scores > min_score)
+        images.append(voc.ImageDetections(
+            pixel_boxes(result.record.boxes, result.size), result.record.labels,
+            pixel_boxes(result.boxes[keep], result.size), result.scores[keep],
+            result.labels[keep]))
+    return images
+
+
+def _ratio(numerator, denominator):
+    return float(numerator) / denominator if denominator else None
+
+
+def _sampled(values, count=CURVE_POINTS):
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) > count:
+        values = values[np.linspace(0, len(values) - 1, count).round().astype(np.int64)]
+    return [None if math.isnan(v) else round(float(v), 6) for v in values]
+
+
+def face_sizes(images):
+    """sqrt(area) in pixels of every ground-truth box, image by image, concatenated."""
+    boxes = [img.gt_boxes for img in images]
+    allboxes = np.concatenate(boxes) if boxes else np.zeros((0, 4))
+    area = np.maximum(allboxes[:, 2] - allboxes[:, 0], 0) * np.maximum(
+        allboxes[:, 3] - allboxes[:, 1], 0)
+    return np.sqrt(area)
+
+
+def at_threshold(results, classes, threshold):
+    """The kit's view at its deploy threshold: (figures dict, per-image matches)."""
+    images = image_detections(results, threshold)
+    _, matches = voc.evaluate(images, classes)
+    found = np.concatenate([m[0] for m in matches]) if matches else np.zeros(0, dtype=bool)
+    hits = np.concatenate([m[1] for m in matches]) if matches else np.zeros(0, dtype=bool)
+    sizes = face_sizes(images)
+    by_size = {}
+    for name, low, high in SIZE_BOUNDS:
+        inside = (sizes >= low) & (sizes < high)
+        by_size[name] = {"recall": _ratio(found[inside].sum(), inside.sum()),
+                         "faces": int(inside.sum()), "found": int(found[inside].sum()),
+                         "min_px": low, "max_px": None if math.isinf(high) else high}
+    false_positives = int(len(hits) - hits.sum())
+    figures = {
+        "threshold": threshold,
+        "recall": _ratio(found.sum(), len(found)),
+        "precision": _ratio(hits.sum(), len(hits)),
+        "true_positives": int(hits.sum()),
+        "false_positives": false_positives,
+        "missed": int(len(found) - found.sum()),
+        "false_positives_per_image": _ratio(false_positives, len(results)),
+        "recall_by_size": by_size,
+    }
+    return figures, (images, matches)
+
+
+def ap_figures(results, labels):
+    """({"ap": {label: AP or None}, "mean_ap", "objects", "detections", "curves"},
+    {class id: voc.ClassResult}) over every detection of `results`."""
+    classes = list(range(1, len(labels) + 1))
+    per_class, _ = voc.evaluate(image_detections(results), classes)
+    mean = voc.mean_ap(per_class)
+    doc = {
+        "ap": {labels[c - 1]: None if math.isnan(r.ap) else r.ap for c, r in per_class.items()},
+        "mean_ap": None if math.isnan(mean) else mean,
+        "objects": {labels[c - 1]: r.objects for c, r in per_class.items()},
+        "detections": int(sum(len(r.scores) for r in per_class.values())),
+        "curves": {labels[c - 1]: {"recall": _sampled(r.recall),
+                                   "precision": _sampled(r.precision),
+                                   "score": _sampled(r.scores)}
+                   for c, r in per_class.items()},
+    }
+    return doc, per_class

@@ -1,0 +1,194 @@
+"""The pictures and page of `facekit eval run`: pr.png (precision-recall curve per class),
+samples.png (a contact sheet: true positives, false positives and missed faces in three
+colours) and report.html, which shows both beside the figures and reads offline (the
+pictures are referenced relatively, in the same directory).
+
+Drawn with Pillow only (no plotting library on the training host). Python 3.6.
+"""
+
+import html
+import io
+
+import numpy as np
+
+from facekit.eval import metrics
+
+TRUE_POSITIVE = (0, 170, 0)
+FALSE_POSITIVE = (220, 0, 0)
+MISSED = (0, 90, 255)
+CURVE_COLOURS = ((0, 90, 200), (220, 120, 0), (0, 150, 60), (160, 0, 160), (90, 90, 90))
+THUMB = 320
+COLUMNS = 3
+SAMPLES = 9
+
+
+def _font():
+    from PIL import ImageFont  # noqa: PLC0415
+
+    return ImageFont.load_default()
+
+
+def draw_pr(per_class, labels, deploy, path, size=(640, 480)):
+    """pr.png: precision (y) over recall (x) per class, each class's point at the deploy
+    threshold marked; `deploy` is {class id: (recall, precision)}."""
+    from PIL import Image, ImageDraw  # noqa: PLC0415
+
+    width, height = size
+    left, right, top, bottom = 60, 20, 20, 50
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    font = _font()
+
+    def xy(recall, precision):
+        return (left + recall * (width - left - right),
+                height - bottom - precision * (height - top - bottom))
+
+    for tick in range(11):
+        value = tick / 10.0
+        x, _ = xy(value, 0)
+        _, y = xy(0, value)
+        draw.line([xy(value, 0), xy(value, 1)], fill=(230, 230, 230))
+        draw.line([xy(0, value), xy(1, value)], fill=(230, 230, 230))
+        draw.text((x - 8, height - bottom + 6), "{:.1f}".format(value), fill="black", font=font)
+        draw.text((left - 30, y - 6), "{:.1f}".format(value), fill="black", font=font)
+    draw.rectangle([xy(0, 1), xy(1, 0)], outline="black")
+    draw.text((width // 2 - 20, height - 20), "recall", fill="black", font=font)
+    draw.text((4, top - 16 if top > 16 else 2), "precision", fill="black", font=font)
+    for number, (cls, result) in enumerate(sorted(per_class.items())):
+        colour = CURVE_COLOURS[number % len(CURVE_COLOURS)]
+        if len(result.recall) and result.objects:
+            # The envelope the AP integrates, as a step curve (at most ~2,000 steps).
+            envelope = np.maximum.accumulate(result.precision[::-1])[::-1]
+            keep = np.unique(np.linspace(0, len(envelope) - 1, 2000).round().astype(int))
+            points = [xy(0, envelope[0])]
+            for recall, precision in zip(result.recall[keep], envelope[keep]):
+                x, y = xy(recall, precision)
+                points.append((points[-1][0], y))
+                points.append((x, y))
+            draw.line(points, fill=colour, width=2)
+        ap = "n/a" if not result.objects else "{:.3f}".format(result.ap)
+        draw.text((width - right - 200, top + 8 + 14 * number),
+                  "{} AP@0.5 {}".format(labels[cls - 1], ap), fill=colour, font=font)
+        point = deploy.get(cls)
+        if point and point[0] is not None and point[1] is not None:
+            x, y = xy(*point)
+            draw.ellipse([x - 4, y - 4, x + 4, y + 4], outline=colour, width=2)
+    draw.text((left + 8, height - bottom - 18), "o: the deploy threshold", fill="black",
+              font=font)
+    image.save(path, "PNG")
+
+
+def pick_samples(matches, count=SAMPLES):
+    """Indexes of the images to show: those with the most errors (false positives plus
+    missed faces) at the deploy threshold, then those with the most faces found."""
+    ranked = sorted(range(len(matches)), key=lambda i: (
+        -(int((~matches[i][1]).sum()) + int((~matches[i][0]).sum())),
+        -int(matches[i][0].sum()), i))
+    return sorted(ranked[:count])
+
+
+def _thumbnail(encoded):
+    from PIL import Image  # noqa: PLC0415
+
+    image = Image.open(io.BytesIO(encoded))
+    original = image.size
+    image.draft("RGB", (THUMB, THUMB))
+    image = image.convert("RGB")
+    image.thumbnail((THUMB, THUMB))
+    return image, original
+
+
+def draw_samples(samples, path):
+    """samples.png from [(encoded image bytes, title, voc.ImageDetections in pixels of the
+    original image, (gt_found, det_true_positive))]."""
+    from PIL import Image, ImageDraw  # noqa: PLC0415
+
+    font = _font()
+    rows = max(1, -(-len(samples) // COLUMNS))
+    cell = THUMB + 8
+    sheet = Image.new("RGB", (COLUMNS * cell, rows * (cell + 14) + 24), "white")
+    draw = ImageDraw.Draw(sheet)
+    for number, (encoded, title, image, (found, hits)) in enumerate(samples):
+        thumb, (width, height) = _thumbnail(encoded)
+        scale = np.array([thumb.height / float(height), thumb.width / float(width)] * 2)
+        tdraw = ImageDraw.Draw(thumb)
+        for box, ok in zip(image.gt_boxes, found):
+            if not ok:
+                _box(tdraw, box * scale, MISSED)
+        for box, ok in zip(image.det_boxes, hits):
+            _box(tdraw, box * scale, TRUE_POSITIVE if ok else FALSE_POSITIVE)
+        x, y = (number % COLUMNS) * cell + 4, (number // COLUMNS) * (cell + 14) + 4
+        sheet.paste(thumb, (x, y))
+        draw.text((x, y + thumb.height + 2), title[-52:], fill="black", font=font)
+    legend_y = sheet.height - 18
+    for number, (name, colour) in enumerate((("true positive", TRUE_POSITIVE),
+                                             ("false positive", FALSE_POSITIVE),
+                                             ("missed face", MISSED))):
+        x = 8 + number * 150
+        draw.rectangle([x, legend_y, x + 12, legend_y + 12], outline=colour, width=3)
+        draw.text((x + 18, legend_y), name, fill="black", font=font)
+    sheet.save(path, "PNG")
+
+
+def _box(draw, box, colour):
+    ymin, xmin, ymax, xmax = (float(v) for v in box)
+    draw.rectangle([xmin, ymin, max(xmax, xmin + 1), max(ymax, ymin + 1)], outline=colour,
+                   width=2)
+
+
+def _figure(value, digits=4):
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return "{:.{}f}".format(value, digits)
+    return html.escape(str(value))
+
+
+def write_html(doc, path):
+    """report.html of an eval.json document `doc`, pictures beside it by relative name."""
+    kit = doc["at_deploy_threshold"]
+    rows = [("bundle", "{} {}".format(doc["bundle"]["name"], doc["bundle"]["version"])),
+            ("images", doc["images"]), ("mean AP at IoU 0.5", doc["mean_ap"])]
+    rows += [("AP at IoU 0.5: " + label, ap) for label, ap in sorted(doc["ap"].items())]
+    if doc.get("wider"):
+        rows += [("WIDER FACE " + s, doc["wider"][s]) for s in ("easy", "medium", "hard")]
+    rows += [("recall at score > {}".format(kit["threshold"]), kit["recall"]),
+             ("precision at score > {}".format(kit["threshold"]), kit["precision"]),
+             ("false positives per image", kit["false_positives_per_image"])]
+    for name, _, _ in metrics.SIZE_BOUNDS:
+        entry = kit["recall_by_size"][name]
+        bounds = "{:g}-{} px".format(entry["min_px"], "" if entry["max_px"] is None
+                                     else "{:g}".format(entry["max_px"]))
+        rows.append(("recall, {} faces ({}, {} faces)".format(name, bounds, entry["faces"]),
+                     entry["recall"]))
+    rows.append(("images per second", doc["images_per_second"]))
+    table = "\n".join("<tr><th>{}</th><td>{}</td></tr>".format(html.escape(name), _figure(value))
+                      for name, value in rows)
+    records = "\n".join("<li><code>{}</code> sha256 {}</li>".format(
+        html.escape(r["path"]), r["sha256"]) for r in doc["records"])
+    page = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>facekit eval: {title}</title>
+<style>body{{font-family:sans-serif;margin:2em}} th{{text-align:left;padding-right:2em}}
+td{{font-family:monospace}} img{{max-width:100%;border:1px solid #ccc}}</style></head>
+<body><h1>facekit eval: {title}</h1>
+<table>
+{table}
+</table>
+<h2>Precision and recall</h2>
+<p>Every detection the kit's decoder gives above {low} (so the ranking is whole); the circle
+marks the kit's deploy threshold.</p>
+<img src="pr.png" alt="precision-recall curve">
+<h2>Samples</h2>
+<p>Green: true positive, red: false positive, blue: missed face, at the deploy threshold;
+the images with the most errors.</p>
+<img src="samples.png" alt="contact sheet of sample images">
+<h2>Records</h2>
+<ul>
+{records}
+</ul>
+</body></html>
+""".format(title=html.escape("{} {}".format(doc["bundle"]["name"], doc["bundle"]["version"])),
+           table=table, low=doc["score_threshold"], records=records)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(page)
