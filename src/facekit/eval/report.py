@@ -67,7 +67,7 @@ def draw_pr(per_class, labels, deploy, path, size=(640, 480)):
                 points.append((x, y))
             draw.line(points, fill=colour, width=2)
         ap = "n/a" if not result.objects else "{:.3f}".format(result.ap)
-        draw.text((width - right - 200, top + 8 + 14 * number),
+        draw.text((left + 8, height - bottom - 34 - 14 * number),
                   "{} AP@0.5 {}".format(labels[cls - 1], ap), fill=colour, font=font)
         point = deploy.get(cls)
         if point and point[0] is not None and point[1] is not None:
@@ -104,12 +104,15 @@ def draw_samples(samples, path):
     from PIL import Image, ImageDraw  # noqa: PLC0415
 
     font = _font()
-    rows = max(1, -(-len(samples) // COLUMNS))
+    thumbs = [_thumbnail(encoded) for encoded, _, _, _ in samples]
     cell = THUMB + 8
-    sheet = Image.new("RGB", (COLUMNS * cell, rows * (cell + 14) + 24), "white")
+    # Each row as tall as its tallest picture, plus its captions.
+    heights = [max([t.height for t, _ in thumbs[i:i + COLUMNS]] or [THUMB]) + 22
+               for i in range(0, max(len(thumbs), 1), COLUMNS)]
+    sheet = Image.new("RGB", (COLUMNS * cell, sum(heights) + 28), "white")
     draw = ImageDraw.Draw(sheet)
-    for number, (encoded, title, image, (found, hits)) in enumerate(samples):
-        thumb, (width, height) = _thumbnail(encoded)
+    for number, ((_, title, image, (found, hits)), (thumb, (width, height))) in enumerate(
+            zip(samples, thumbs)):
         scale = np.array([thumb.height / float(height), thumb.width / float(width)] * 2)
         tdraw = ImageDraw.Draw(thumb)
         for box, ok in zip(image.gt_boxes, found):
@@ -117,7 +120,8 @@ def draw_samples(samples, path):
                 _box(tdraw, box * scale, MISSED)
         for box, ok in zip(image.det_boxes, hits):
             _box(tdraw, box * scale, TRUE_POSITIVE if ok else FALSE_POSITIVE)
-        x, y = (number % COLUMNS) * cell + 4, (number // COLUMNS) * (cell + 14) + 4
+        x = (number % COLUMNS) * cell + 4
+        y = sum(heights[:number // COLUMNS]) + 4
         sheet.paste(thumb, (x, y))
         draw.text((x, y + thumb.height + 2), title[-52:], fill="black", font=font)
     legend_y = sheet.height - 18

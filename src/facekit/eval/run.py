@@ -67,7 +67,11 @@ def wider_aps(prediction_dir, ground_truth_dir):
     doc = {s: result.aps[s] for s in groundtruth.SETTINGS}
     doc["missing_prediction_files"] = len(preds.missing)
     doc["ground_truth_images"] = len(truth.images)
-    if preds.missing:
+    if len(preds.missing) == len(truth.images):
+        log.warning("none of the %d images of the ground truth in %s is in the records: the "
+                    "easy/medium/hard APs are 0; are the records WIDER FACE val?",
+                    len(truth.images), ground_truth_dir)
+    elif preds.missing:
         log.warning("%d of %d WIDER FACE val images are not in the records: counted as no "
                     "detections in the easy/medium/hard APs", len(preds.missing),
                     len(truth.images))
