@@ -31,7 +31,7 @@ help:
 	@echo "make lint       ansible-lint (production), yamllint, ruff, vermin (Python 3.6; 3.5 for the kit's code)"
 	@echo "make pytest     the Python tests of src/ and molecule/lab (also on Python 3.6 + TensorFlow 1.7 when a Python 3.6 exists)"
 	@echo "make molecule   every Molecule scenario (SCENARIO=name runs one), with what they need"
-	@echo "make bench      the dataset conversion, kit decoder, WIDER scorer and software bonnet benchmarks (figures,"
+	@echo "make bench      the dataset conversion, kit decoder, WIDER scorer, eval run and software bonnet benchmarks (figures,"
 	@echo "                no pass/fail)"
 	@echo "make bench-fleet the deploy stage's time for fleets of 2, 5 and 10 kit containers"
 	@echo "make lab-down   remove the lab containers and stop the stand-in server"
@@ -85,6 +85,7 @@ bench: venv kit-env
 	python benchmarks/bench_decode.py
 	PYTHONPATH=src .venv-kit/bin/python benchmarks/bench_decode.py   # the kit's stack
 	python benchmarks/bench_eval.py
+	python benchmarks/bench_evalrun.py
 	python benchmarks/bench_bonnet.py
 
 # The deploy stage's wall time for 2, 5 and 10 kit containers (podman; about 15 minutes).

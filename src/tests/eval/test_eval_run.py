@@ -195,3 +195,28 @@ def test_missing_corrupt_records_and_images_are_named(lab, tmp_path, capsys):
     err = _fails(capsys, lab.bundle, "--records", bad_image, "--output", out)
     assert "bad.record: record 1 (cam/broken.jpg)" in err and "does not decode" in err
     assert not os.path.exists(os.path.join(out, "eval.json"))
+
+
+def test_a_batchable_graph_gives_each_image_its_own_detections(lab, tmp_path):
+    """A graph with an unknown batch size (an export's image_tensor input) runs images 8 at a
+    time; each image's detections are those of running it alone."""
+    config = tmp_path / "pipeline.config"
+    config.write_text(graphs.pipeline_config())
+    graph = graphs.write_graph(tmp_path / "dynamic.pb", seed=3, dynamic_input=True)
+    made = create_bundle("dynamic", str(tmp_path / "models"), graph=str(graph),
+                         compiled=str(graph), config=str(config), anchors=AIY_ANCHORS)
+    kit_model, model = runner.open_model(made["path"])
+    tf = run._tensorflow()
+    try:
+        assert model.batchable
+        every = lab.wider_files + [lab.png_file]
+        batched = list(runner.run(kit_model, model, records.read_records(tf, every), batch=8))
+        alone = list(runner.run(kit_model, model, records.read_records(tf, every), batch=1))
+    finally:
+        model.close()
+    assert len(batched) == len(alone) == 10
+    for one, other in zip(batched, alone):
+        assert one.record.filename == other.record.filename
+        assert one.labels.tolist() == other.labels.tolist()
+        np.testing.assert_allclose(one.scores, other.scores, atol=1e-5)
+        np.testing.assert_allclose(one.boxes, other.boxes, atol=1e-5)
