@@ -6,12 +6,15 @@ scored by `facekit eval wider`'s scorer, and clear errors for bad records and im
 import io
 import json
 import os
+import subprocess
 import types
 
 import graphs
 import numpy as np
 import pytest
+from helpers import REPO
 from PIL import Image
+from test_training_host_stack import PY36, PY36_VENV
 
 from facekit import cli
 from facekit.dataset import filters, tfrecord
@@ -220,3 +223,34 @@ def test_a_batchable_graph_gives_each_image_its_own_detections(lab, tmp_path):
         assert one.labels.tolist() == other.labels.tolist()
         np.testing.assert_allclose(one.scores, other.scores, atol=1e-5)
         np.testing.assert_allclose(one.boxes, other.boxes, atol=1e-5)
+
+
+@pytest.mark.skipif(not os.path.exists(PY36), reason="no Python 3.6 env at {} (tools/py36-env.sh "
+                    "builds it; set FACEKIT_PY36_VENV to use another)".format(PY36_VENV))
+def test_runs_on_the_training_hosts_stack(lab, tmp_path):
+    """Python 3.6 + TensorFlow 1.7.1 + its Pillow (where the training stage will run it),
+    on a graph TensorFlow 1.7 built (one written by 2.x imports there but does not run: its
+    Conv2D nodes carry explicit_paddings): the same files and keys."""
+    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "src"), TF_CPP_MIN_LOG_LEVEL="2")
+
+    def run36(*args):
+        done = subprocess.run([PY36] + [str(a) for a in args], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, universal_newlines=True, env=env,
+                              timeout=300, check=False)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    graph = tmp_path / "face17.pb"
+    run36(graphs.__file__, graph, "--seed", "3")
+    config = tmp_path / "pipeline.config"
+    config.write_text(graphs.pipeline_config())
+    made = create_bundle("face17", str(tmp_path / "models"), graph=str(graph),
+                         compiled=str(graph), config=str(config), anchors=AIY_ANCHORS)
+    out = tmp_path / "out36"
+    run36("-m", "facekit.cli", "eval", "run", made["path"], "--records",
+          lab.root / "val.record-*", "--output", out)
+    doc = json.loads((out / "eval.json").read_text())
+    assert set(doc) == DOCUMENTED_KEYS and doc["images"] == 7
+    assert sorted(os.listdir(str(out))) == ["eval.json", "pr.png", "predictions", "report.html",
+                                           "samples.png"]
+    assert doc["detections"] > 0 and 0.0 <= doc["mean_ap"] <= 1.0
