@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import time
 
 import numpy as np
@@ -148,8 +149,11 @@ def evaluate_bundle(bundle_dir, pattern, output_dir, *,  # noqa: PLR0914 - one r
         "files": {"pr": PR_PNG, "samples": SAMPLES_PNG, "report": REPORT_HTML,
                   "predictions": None},
     })
+    folder = os.path.join(output_dir, PREDICTIONS)
+    if os.path.isdir(folder):
+        # An earlier run's files would be scored as this run's (or mislead beside it).
+        shutil.rmtree(folder)
     if all(wider_name(r.record.filename) for r in results):
-        folder = os.path.join(output_dir, PREDICTIONS)
         write_wider_predictions(results, folder)
         doc["files"]["predictions"] = PREDICTIONS
         if wider_ground_truth:

@@ -162,8 +162,11 @@ def test_detections_are_the_kits_decoding_of_the_graph(lab, tmp_path):
             np.testing.assert_allclose(result.scores, [d.score for d in expected], atol=1e-5)
             np.testing.assert_allclose(
                 result.boxes, [[d.ymin, d.xmin, d.ymax, d.xmax] for d in expected], atol=1e-5)
-    # Not WIDER names: no predictions folder.
+    # Not WIDER names: no predictions folder; an earlier run's is removed, not left to
+    # pass for this run's.
     out = tmp_path / "out"
+    (out / "predictions" / "0--Parade").mkdir(parents=True)
+    (out / "predictions" / "0--Parade" / "0_Parade_1.txt").write_text("0_Parade_1\n0\n")
     assert cli.main(["eval", "run", lab.bundle, "--records", lab.png_file,
                      "--output", str(out)]) == 0
     assert not (out / "predictions").exists()
