@@ -161,11 +161,12 @@ def write_html(doc, path):
              ("false positives per image", kit["false_positives_per_image"])]
     for name, _, _ in metrics.SIZE_BOUNDS:
         entry = kit["recall_by_size"][name]
-        bounds = "{:g}-{} px".format(entry["min_px"], "" if entry["max_px"] is None
-                                     else "{:g}".format(entry["max_px"]))
+        bounds = ("{:g} px and larger".format(entry["min_px"]) if entry["max_px"] is None
+                  else "{:g} to under {:g} px".format(entry["min_px"], entry["max_px"]))
         rows.append(("recall, {} faces ({}, {} faces)".format(name, bounds, entry["faces"]),
                      entry["recall"]))
-    rows.append(("images per second", doc["images_per_second"]))
+    rows.append(("images per second (read, decode, graph, kit's decoder)",
+                 _figure(doc["images_per_second"], 1)))
     table = "\n".join("<tr><th>{}</th><td>{}</td></tr>".format(html.escape(name), _figure(value))
                       for name, value in rows)
     records = "\n".join("<li><code>{}</code> sha256 {}</li>".format(
