@@ -14,8 +14,10 @@ Frozen: weights are Const nodes (read through Identity, like a frozen checkpoint
 drawn from a seeded numpy generator, so the same arguments give the same bytes on one
 TensorFlow version. The outputs depend on the image, so the graph can be run.
 
-Works with TensorFlow 1.7 (Python 3.6) and 2.x (graph mode through tf.compat.v1); a
-graph written by 2.21 imports and runs on 1.7 (checked; 1.7 already registers AddV2).
+Works with TensorFlow 1.7 (Python 3.6) and 2.x (graph mode through tf.compat.v1). A
+graph written by 2.21 imports on 1.7 (1.7 already registers AddV2) but does not run there:
+2.x gives Conv2D an explicit_paddings attribute that 1.7's kernel refuses (checked). Build
+a graph that must run on 1.7 with 1.7 (the Python 3.6 tests do).
 Options make it broken on purpose: an AddV2 on the path, a node dropped, another input
 size or class count.
 
