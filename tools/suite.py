@@ -27,6 +27,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -94,16 +95,35 @@ def _tree_files(path):
             yield os.path.join(folder, name)
 
 
+# `include_role:` / `import_role:` followed by its `name:` line, in a role's task files.
+_ROLE_INCLUDE = re.compile(r"(?:include|import)_role:\s*\n\s*name:\s*([\w.]+)")
+
+
+def role_and_includes(role):
+    """`role` and every role its task files include, transitively, sorted: what a run of the
+    role executes (training_host includes facekit_common for its downloads)."""
+    found, stack = set(), [role]
+    while stack:
+        name = stack.pop()
+        if name in found:
+            continue
+        found.add(name)
+        for path in _tree_files(os.path.join(ROOT, "roles", name, "tasks")):
+            with open(path, encoding="utf-8") as handle:
+                stack += _ROLE_INCLUDE.findall(handle.read())
+    return sorted(found)
+
+
 def trainhost_tag(lab_image_id, python36):
     """The name of the provisioned training-host image: a digest of everything that shapes it.
 
-    Any edit of the role, the scenario's variables or the stand-ins (whose role variables carry
-    every URL, checksum and pin the role installs from) names another image, so a stale one is
-    never used; an unchanged tree finds the image of an earlier run."""
+    Any edit of the role (or a role it includes), the scenario's variables or the stand-ins
+    (whose role variables carry every URL, checksum and pin the role installs from) names
+    another image, so a stale one is never used; an unchanged tree finds the image of an
+    earlier run."""
     digest = hashlib.sha256()
     digest.update(("%s\n%s\n" % (lab_image_id, python36)).encode())
-    # The role and the role whose tasks it includes (downloads).
-    paths = [path for role in ("training_host", "facekit_common")
+    paths = [path for role in role_and_includes("training_host")
              for path in _tree_files(os.path.join(ROOT, "roles", role))]
     paths += [os.path.join(ROOT, "molecule", "training_host", name)
               for name in ("converge.yml", "molecule.yml", os.path.join("vars", "lab.yml"))]
@@ -254,10 +274,8 @@ class Suite(object):
 
 
 def scenario_names():
-    names = sorted(name for name in os.listdir(os.path.join(ROOT, "molecule"))
-                   if os.path.isfile(os.path.join(ROOT, "molecule", name, "molecule.yml")))
-    # site first: the whole chain, the longest; started first when a run has room for it.
-    return (["site"] if "site" in names else []) + [n for n in names if n != "site"]
+    return sorted(name for name in os.listdir(os.path.join(ROOT, "molecule"))
+                  if os.path.isfile(os.path.join(ROOT, "molecule", name, "molecule.yml")))
 
 
 def unreachable_url(name):

@@ -135,4 +135,16 @@ def test_trainhost_tag_follows_the_role_and_the_standins(tmp_path, monkeypatch):
     second = suite.trainhost_tag("sha256:lab", "/py36")
     assert second != first
     (root / "standins/role_vars.json").write_text('{"training_host_models_version": "def"}')
-    assert suite.trainhost_tag("sha256:lab", "/py36") not in (first, second)
+    third = suite.trainhost_tag("sha256:lab", "/py36")
+    assert third not in (first, second)
+    # A role the role includes shapes the host too, from the moment it is included.
+    shared = root / "roles/facekit_common/tasks/download.yml"
+    shared.parent.mkdir(parents=True)
+    shared.write_text("- name: get\n")
+    assert suite.trainhost_tag("sha256:lab", "/py36") == third
+    (root / "roles/training_host/tasks/main.yml").write_text(
+        "- name: two\n  ansible.builtin.include_role:\n    name: facekit_common\n")
+    fourth = suite.trainhost_tag("sha256:lab", "/py36")
+    assert suite.role_and_includes("training_host") == ["facekit_common", "training_host"]
+    shared.write_text("- name: get it\n")
+    assert suite.trainhost_tag("sha256:lab", "/py36") not in (third, fourth)

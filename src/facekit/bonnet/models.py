@@ -50,7 +50,7 @@ class LoadRefused(BonnetError):
     """A LoadModel the bonnet does not carry out; the message is sent to the client."""
 
 
-def _tensorflow():
+def load_tensorflow():
     """tf.compat.v1 (or tf itself on 1.x), imported on first use: it takes seconds."""
     with _tf_lock:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -132,7 +132,7 @@ class Model(object):
         """Import the frozen graph and run it once on a zero image; LoadRefused on failure."""
         from PIL import Image  # noqa: PLC0415, F401 - fail here, not at the first frame
 
-        tf, v1 = _tensorflow()
+        tf, v1 = load_tensorflow()
         from facekit.model.graphcheck import read_graph_def  # noqa: PLC0415
 
         try:

@@ -64,6 +64,11 @@ __all__ = ["DecodeError", "Detection", "SCALES", "decode_boxes", "decode_dense",
 
 log = logging.getLogger(__name__)
 
+# The kit's defaults (facekit-detector --iou and --max-detections; facekit eval run decodes
+# with them too).
+IOU_THRESHOLD = 0.5
+MAX_DETECTIONS = 100
+
 Detection = collections.namedtuple(
     "Detection", ["class_id", "label_index", "score", "ymin", "xmin", "ymax", "xmax"])
 Detection.__doc__ = """One detection.
@@ -199,7 +204,7 @@ def _few_detections(ids, class_ids, logits, encodings, table, *, score_threshold
 
 
 def decode_dense(box_encodings, class_logits, anchors, *, score_threshold=0.5,
-                 iou_threshold=0.5, max_detections=100):
+                 iou_threshold=IOU_THRESHOLD, max_detections=MAX_DETECTIONS):
     """Detections, best score first, from the dense tensors: box_encodings [N, 4]
     (concat), class_logits [N, 1 + C] (concat_1), anchors [N, 4]. Flat sequences are
     accepted: pass a FloatTensor's repeated `data` as it is (list() first only costs
@@ -249,7 +254,7 @@ def decode_dense(box_encodings, class_logits, anchors, *, score_threshold=0.5,
 
 
 def decode_sparse(hits, box_encodings_by_anchor, anchors, *, score_threshold=0.5,
-                  iou_threshold=0.5, max_detections=100):
+                  iou_threshold=IOU_THRESHOLD, max_detections=MAX_DETECTIONS):
     """Detections, best score first, from the bonnet's sparse outputs.
 
     hits: (anchor, class, logit) triples from the logits' thresholding config, class being

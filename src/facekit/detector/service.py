@@ -29,7 +29,7 @@ import time
 
 import facekit
 from facekit.cli import argtypes
-from facekit.detector import client
+from facekit.detector import client, decode
 from facekit.detector.exits import EXIT_FAILURE, EXIT_OK, DetectorError
 from facekit.detector.lights import Lights
 from facekit.detector.outputs import (
@@ -228,11 +228,13 @@ def build_parser():
                         default=0.5, metavar="SCORE",
                         help="a face needs a score above this, in (0, 1); the bonnet drops "
                              "anchors below it before they are sent (default %(default)s)")
-    parser.add_argument("--iou", type=argtypes.number(float, 0.0, 1.0), default=0.5, metavar="IOU",
+    parser.add_argument("--iou", type=argtypes.number(float, 0.0, 1.0),
+                        default=decode.IOU_THRESHOLD, metavar="IOU",
                         help="non-maximum suppression drops a box overlapping a better one "
                              "by more than this intersection over union (default "
                              "%(default)s)")
-    parser.add_argument("--max-detections", type=argtypes.positive, default=100, metavar="N",
+    parser.add_argument("--max-detections", type=argtypes.positive,
+                        default=decode.MAX_DETECTIONS, metavar="N",
                         help="at most N faces a frame (default %(default)s)")
     parser.add_argument("--input-size", type=argtypes.positive, metavar="S",
                         help="the model's input side in pixels (default: the manifest's "

@@ -87,6 +87,21 @@ def at_threshold(results, classes, threshold):
     return figures, (images, matches)
 
 
+def class_points(images, matches, classes):
+    """{class id: (recall, precision)} of at_threshold's images and matches, class by class
+    (None where the class has no ground truth, or no detection): where the kit's threshold
+    sits on each class's precision-recall curve."""
+    points = {}
+    for c in classes:
+        rows = [(img.gt_labels == c, img.det_labels == c, m) for img, m in zip(images, matches)]
+        found = sum(int(m[0][g].sum()) for g, _, m in rows)
+        objects = sum(int(g.sum()) for g, _, _ in rows)
+        hits = sum(int(m[1][d].sum()) for _, d, m in rows)
+        detections = sum(int(d.sum()) for _, d, _ in rows)
+        points[c] = (_ratio(found, objects), _ratio(hits, detections))
+    return points
+
+
 def ap_figures(results, labels):
     """({"ap": {label: AP or None}, "mean_ap", "objects", "detections", "curves"},
     {class id: voc.ClassResult}) over every detection of `results`."""

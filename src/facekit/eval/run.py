@@ -23,6 +23,8 @@ import time
 import numpy as np
 
 from facekit import files
+from facekit.bonnet import models
+from facekit.detector import decode
 from facekit.eval import metrics, records, report, runner
 
 log = logging.getLogger(__name__)
@@ -79,12 +81,6 @@ def wider_aps(prediction_dir, ground_truth_dir):
     return doc
 
 
-def _tensorflow():
-    from facekit.bonnet.models import _tensorflow as load  # noqa: PLC0415
-
-    return load()[0]
-
-
 def _samples(tf, paths, results, checked, count):
     """The contact sheet's entries: the chosen images' bytes read again from the records."""
     images, matches = checked
@@ -109,7 +105,7 @@ def evaluate_bundle(bundle_dir, pattern, output_dir, *,  # noqa: PLR0914 - one r
     document. FacekitError on a bundle, record or image that cannot be used."""
     paths = records.record_files(pattern)
     kit_model, graph = runner.open_model(bundle_dir, threads=threads)
-    tf = _tensorflow()
+    tf = models.load_tensorflow()[0]
     try:
         started = time.monotonic()
         results = list(runner.run(kit_model, graph, records.read_records(tf, paths),
@@ -140,8 +136,8 @@ def evaluate_bundle(bundle_dir, pattern, output_dir, *,  # noqa: PLR0914 - one r
         "batch": runner.BATCH if graph.batchable else 1,
         "score_threshold": score_threshold,
         "iou_threshold": 0.5,
-        "nms_iou": runner.NMS_IOU,
-        "max_detections": runner.MAX_DETECTIONS,
+        "nms_iou": decode.IOU_THRESHOLD,
+        "max_detections": decode.MAX_DETECTIONS,
         "at_deploy_threshold": kit,
         "seconds": round(seconds, 3),
         "images_per_second": round(len(results) / seconds, 2) if seconds > 0 else None,
@@ -162,16 +158,8 @@ def evaluate_bundle(bundle_dir, pattern, output_dir, *,  # noqa: PLR0914 - one r
         log.warning("--wider-ground-truth ignored: the records' image/filename values are not "
                     "WIDER FACE paths (<n>--<Event>/<image>.jpg), e.g. %r",
                     next(r.record.filename for r in results if not wider_name(r.record.filename)))
-    deploy_points = {}
-    for c in classes:
-        rows = [(img.gt_labels == c, img.det_labels == c, m) for img, m in zip(images, matches)]
-        found = sum(int(m[0][g].sum()) for g, _, m in rows)
-        faces = sum(int(g.sum()) for g, _, _ in rows)
-        hits = sum(int(m[1][d].sum()) for _, d, m in rows)
-        dets = sum(int(d.sum()) for _, d, _ in rows)
-        deploy_points[c] = (found / float(faces) if faces else None,
-                            hits / float(dets) if dets else None)
-    report.draw_pr(per_class, labels, deploy_points, os.path.join(output_dir, PR_PNG))
+    report.draw_pr(per_class, labels, metrics.class_points(images, matches, classes),
+                   os.path.join(output_dir, PR_PNG))
     report.draw_samples(_samples(tf, paths, results, (images, matches), samples),
                         os.path.join(output_dir, SAMPLES_PNG))
     report.write_html(doc, os.path.join(output_dir, REPORT_HTML))

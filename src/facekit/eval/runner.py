@@ -27,9 +27,6 @@ from facekit.eval.records import RecordError
 from facekit.model import bundle as bundles
 
 SCORE_THRESHOLD = 0.02
-# The kit's defaults (facekit-detector --iou, --max-detections).
-NMS_IOU = 0.5
-MAX_DETECTIONS = 100
 BATCH = 8
 # Images decoded ahead of the graph.
 PREFETCH = 16
@@ -75,8 +72,8 @@ def load_image(record, graph):
 
 
 def _decoded(record, size, boxes, classes, anchors, *, score_threshold):
-    detections = decode.decode_dense(boxes, classes, anchors, score_threshold=score_threshold,
-                                     iou_threshold=NMS_IOU, max_detections=MAX_DETECTIONS)
+    # NMS with the kit's defaults, as facekit-detector runs unless told otherwise.
+    detections = decode.decode_dense(boxes, classes, anchors, score_threshold=score_threshold)
     coords = np.array([[d.ymin, d.xmin, d.ymax, d.xmax] for d in detections],
                       dtype=np.float64).reshape(-1, 4)
     return ImageResult(record._replace(encoded=None), size, coords,

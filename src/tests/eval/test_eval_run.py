@@ -17,9 +17,10 @@ from PIL import Image
 from test_training_host_stack import PY36, PY36_VENV
 
 from facekit import cli
+from facekit.bonnet import models
 from facekit.dataset import filters, tfrecord
 from facekit.detector import decode
-from facekit.eval import records, run, runner
+from facekit.eval import records, runner
 from facekit.model.bundle import create_bundle
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -138,7 +139,7 @@ def test_detections_are_the_kits_decoding_of_the_graph(lab, tmp_path):
     """PNG records (no draft decoding): each image's detections are decode_dense of the
     graph's tensors on the whole image resized to 256x256, as the kit and bonnet do."""
     kit_model, graph = runner.open_model(lab.bundle)
-    tf = run._tensorflow()
+    tf = models.load_tensorflow()[0]
     try:
         results = list(runner.run(kit_model, graph, records.read_records(tf, [lab.png_file])))
     finally:
@@ -212,7 +213,7 @@ def test_a_batchable_graph_gives_each_image_its_own_detections(lab, tmp_path):
     made = create_bundle("dynamic", str(tmp_path / "models"), graph=str(graph),
                          compiled=str(graph), config=str(config), anchors=AIY_ANCHORS)
     kit_model, model = runner.open_model(made["path"])
-    tf = run._tensorflow()
+    tf = models.load_tensorflow()[0]
     try:
         assert model.batchable
         every = lab.wider_files + [lab.png_file]
