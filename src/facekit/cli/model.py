@@ -24,6 +24,9 @@ export_inference_graph.py):
       --graph frozen_inference_graph.pb --compiled model.binaryproto \\
       --config pipeline.config --anchors anchors.txt --dataset-manifest data/dataset.json \\
       --steps 20000 --checkpoint train/model.ckpt-20000
+  facekit eval run artifacts/models/faces/<version> --records 'data/val.record*' \
+      --output eval/<version>
+  facekit model attach-eval artifacts/models/faces/<version> eval/<version>
   facekit model verify artifacts/models/faces/<version>
 
 exit status: 0 success, 1 bad input or a failed check / verification (one line per
@@ -151,6 +154,13 @@ def _cmd_model_verify(args):
     return 0 if result["ok"] else 1
 
 
+def _cmd_model_attach_eval(args):
+    from facekit.model.bundle import attach_evaluation  # noqa: PLC0415
+
+    print(json.dumps(attach_evaluation(args.bundle, args.eval_dir), sort_keys=True))
+    return 0
+
+
 def _cmd_model_progress(args):
     from facekit.model import progress  # noqa: PLC0415
 
@@ -181,13 +191,14 @@ def add_group(groups):
                     "compiler, and the model bundle (with manifest.json) handed to the "
                     "deploy stage.",
         epilog=_MODEL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = model.add_subparsers(dest="command",
-                                    metavar="{config,anchors,check,bundle,verify,progress}")
+    commands = model.add_subparsers(
+        dest="command", metavar="{config,anchors,check,bundle,attach-eval,verify,progress}")
     commands.required = True
     _add_config(commands)
     _add_anchors(commands)
     _add_check(commands)
     _add_bundle(commands)
+    _add_attach_eval(commands)
     _add_verify(commands)
     _add_progress(commands)
 
@@ -312,6 +323,26 @@ def _add_bundle(commands):
                             help="an extra string recorded under \"extra\" in the manifest "
                                  "(repeatable)")
     bundle_cmd.set_defaults(func=_cmd_model_bundle)
+
+
+def _add_attach_eval(commands):
+    attach_cmd = commands.add_parser(
+        "attach-eval", help="put a bundle's evaluation (facekit eval run) into the bundle",
+        description="Copy eval.json, pr.png, samples.png and report.html from the output "
+                    "folder of `facekit eval run BUNDLE ...` into the bundle and list their "
+                    "sha256 and sizes under \"evaluation\" in its manifest.json, so that "
+                    "`facekit model verify` covers them and the kits' quality gate can read "
+                    "eval.json. The bundle's model files must verify and eval.json must be "
+                    "an evaluation of this bundle's version. The version does not change: "
+                    "it names the model, and the evaluation section is left out of it. An "
+                    "attached evaluation is replaced by a new one; the same files again "
+                    "change nothing. Prints {\"path\", \"version\", \"changed\", "
+                    "\"files\"} as JSON.")
+    attach_cmd.add_argument("bundle", metavar="BUNDLE_DIR",
+                            help="a bundle directory, ROOT/NAME/VERSION")
+    attach_cmd.add_argument("eval_dir", metavar="EVAL_DIR",
+                            help="the --output folder of `facekit eval run` on that bundle")
+    attach_cmd.set_defaults(func=_cmd_model_attach_eval)
 
 
 def _add_verify(commands):

@@ -12,6 +12,12 @@ version and re-running changes nothing, while another model, config, label list,
 step count or tool version gives a new one. verify_bundle recomputes it, so an edited
 manifest is caught as well as changed files.
 
+A bundle's evaluation (`facekit eval run` on the validation records: eval.json, pr.png,
+samples.png, report.html) is attached afterwards with attach_evaluation: the files go into
+the bundle and are listed under the manifest's "evaluation" section, which verify_bundle
+checks like the model's files. The version leaves that section out: it names the model,
+and a measurement of the model (which records its speed) does not change what the model is.
+
 A bundle is written into a hidden temporary directory beside its target and renamed
 into place when complete. An existing bundle of the same version that verifies is
 left untouched; one that does not is replaced.
@@ -45,16 +51,32 @@ CONFIG = "pipeline.config"
 ANCHORS = "anchors.txt"
 LABELS = "labels.txt"
 FILES = (COMPILED, ANCHORS, LABELS, GRAPH, CONFIG)
+# The manifest's section of the attached evaluation (left out of the version) and its files,
+# as `facekit eval run` names them.
+EVALUATION = "evaluation"
+EVAL_JSON = "eval.json"
+EVAL_FILES = (EVAL_JSON, "pr.png", "samples.png", "report.html")
+# Manifest keys the version does not cover.
+_UNVERSIONED = ("name", "version", EVALUATION)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def content_version(manifest):
-    """The version a manifest's content gives (its name and version left out)."""
-    content = dict((k, v) for k, v in manifest.items() if k not in ("name", "version"))
+    """The version a manifest's content gives (its name, version and evaluation left out)."""
+    content = dict((k, v) for k, v in manifest.items() if k not in _UNVERSIONED)
     text = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:VERSION_DIGITS]
+
+
+def listed_files(manifest):
+    """{file name: entry} of every file a manifest lists: the model's and the evaluation's."""
+    listed = dict(manifest.get("files") or {})
+    evaluation = manifest.get(EVALUATION)
+    if isinstance(evaluation, dict) and isinstance(evaluation.get("files"), dict):
+        listed.update(evaluation["files"])
+    return listed
 
 
 def count_anchors(path):
@@ -284,7 +306,14 @@ def verify_bundle(directory):
     if manifest is None:
         return result
     result["name"], result["version"] = manifest.get("name"), manifest.get("version")
-    listed = manifest["files"]
+    listed = listed_files(manifest)
+    evaluation = manifest.get(EVALUATION)
+    if evaluation is not None and not (isinstance(evaluation, dict)
+                                       and isinstance(evaluation.get("files"), dict)):
+        problems.append("{}: \"{}\" has no \"files\" mapping".format(MANIFEST, EVALUATION))
+    for filename in sorted(set(manifest["files"]) & set(listed_files({EVALUATION: evaluation}))):
+        problems.append("{}: {} is listed both as a model file and as an evaluation file".format(
+            MANIFEST, filename))
     for filename in sorted(listed):
         status, problem = _check_file(directory, filename, listed[filename])
         result["files"][filename] = status
@@ -305,4 +334,111 @@ def verify_bundle(directory):
                         "edited after the bundle was made".format(
                             MANIFEST, manifest.get("version"), expected))
     result["ok"] = not problems
+    return result
+
+
+def _write_manifest(directory, manifest):
+    """Replace manifest.json in one rename (its data synced first)."""
+    path = os.path.join(directory, MANIFEST)
+    tmp = os.path.join(directory, ".{}.tmp-{}".format(MANIFEST, os.getpid()))
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+            json.dump(manifest, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.rename(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _read_evaluation(eval_dir, version):
+    """eval.json of `eval_dir`, checked to be an evaluation of bundle `version`."""
+    path = os.path.join(eval_dir, EVAL_JSON)
+    try:
+        with open(path, "r", encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except (IOError, OSError) as exc:
+        raise BundleError("{}: cannot read: {}: run `facekit eval run BUNDLE --records ... "
+                          "--output {}` first".format(path, exc.strerror or exc, eval_dir)) from exc
+    except ValueError as exc:
+        raise BundleError("{}: not valid JSON: {}".format(path, exc)) from exc
+    evaluated = (doc.get("bundle") or {}).get("version") if isinstance(doc, dict) else None
+    if evaluated != version:
+        raise BundleError("{} is an evaluation of bundle version {}, not of this bundle ({}): "
+                          "evaluate this bundle".format(path, evaluated, version))
+    return doc
+
+
+def _verified_model(directory):
+    """The manifest of a bundle whose model files verify (its evaluation aside)."""
+    if not os.path.isdir(directory):
+        raise BundleError("{}: no such bundle directory".format(directory))
+    problems = []
+    manifest = _load_manifest(os.path.join(directory, MANIFEST), problems)
+    if manifest is None:
+        raise BundleError("{}: {}".format(directory, "; ".join(problems)))
+    version = manifest.get("version")
+    if version != content_version(manifest):
+        problems.append("{}: version {} does not match its content".format(MANIFEST, version))
+    for filename in sorted(manifest["files"]):
+        problem = _check_file(directory, filename, manifest["files"][filename])[1]
+        if problem:
+            problems.append(problem)
+    if problems:
+        raise BundleError("{}: the model's files do not verify, so its evaluation is not "
+                          "attached: {}".format(directory, "; ".join(problems)))
+    return manifest
+
+
+def _copy_file_in(source, directory, filename):
+    target = os.path.join(directory, filename)
+    tmp = os.path.join(directory, ".{}.tmp-{}".format(filename, os.getpid()))
+    try:
+        shutil.copyfile(source, tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def attach_evaluation(directory, eval_dir):
+    """Copy `facekit eval run`'s eval.json, pr.png, samples.png and report.html from
+    `eval_dir` into the bundle and list them under the manifest's "evaluation" section.
+
+    The model's files must verify and eval.json must name this bundle's version. An
+    evaluation already attached is replaced; the same files again change nothing.
+    Returns {"path", "version", "changed", "files"}. Files are copied before the
+    manifest is replaced (one rename): an interrupted attach leaves a bundle that does
+    not verify until attach runs again, never a manifest that lists absent files as
+    good.
+    """
+    manifest = _verified_model(directory)
+    version = manifest["version"]
+    _read_evaluation(eval_dir, version)
+    entries = {}
+    for filename in EVAL_FILES:
+        source = os.path.join(eval_dir, filename)
+        if not os.path.isfile(source):
+            raise BundleError("{}: no such file: `facekit eval run` writes {} into its "
+                              "--output".format(source, ", ".join(EVAL_FILES)))
+        sha256, size = sha256_file(source)
+        entries[filename] = {"sha256": sha256, "bytes": size}
+    section = {"files": entries}
+    result = {"path": directory, "version": version, "changed": False,
+              "files": sorted(entries)}
+    if manifest.get(EVALUATION) == section and all(
+            _check_file(directory, f, entries[f])[0] == "ok" for f in entries):
+        return result
+    for filename in EVAL_FILES:
+        _copy_file_in(os.path.join(eval_dir, filename), directory, filename)
+    manifest[EVALUATION] = section
+    _write_manifest(directory, manifest)
+    result["changed"] = True
     return result

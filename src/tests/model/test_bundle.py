@@ -278,3 +278,78 @@ def test_facekit_model_verify_imports_no_training_stack(inputs, capsys):
     *verified, imported = on_kit_python(code, path).splitlines()
     assert json.loads("\n".join(verified))["ok"] is True
     assert json.loads(imported) == [0, []]
+
+
+def write_evaluation(directory, version, marker="first"):
+    """What `facekit eval run` leaves in its --output (only the files attach-eval reads)."""
+    os.makedirs(directory, exist_ok=True)
+    doc = {"bundle": {"name": "faces", "version": version}, "mean_ap": 0.5,
+           "images_per_second": 120.0, "marker": marker}
+    with open(os.path.join(directory, "eval.json"), "w") as fh:
+        json.dump(doc, fh)
+    for name in ("pr.png", "samples.png", "report.html"):
+        with open(os.path.join(directory, name), "w") as fh:
+            fh.write("{} {}\n".format(name, marker))
+    os.makedirs(os.path.join(directory, "predictions", "0--Parade"), exist_ok=True)
+    return directory
+
+
+def test_attach_eval_lists_the_report_keeps_the_version_and_verify_covers_it(
+        inputs, capsys, tmp_path):
+    made = make(capsys, inputs)
+    path, version = made["path"], made["version"]
+    evaluation = write_evaluation(str(tmp_path / "eval"), version)
+    status, out, errors = run(capsys, ["model", "attach-eval", path, evaluation])
+    assert (status, errors) == (0, [])
+    assert json.loads(out) == {"path": path, "version": version, "changed": True,
+                               "files": ["eval.json", "pr.png", "report.html", "samples.png"]}
+    manifest = manifest_of(made)
+    assert manifest["version"] == version == bundle.content_version(manifest)
+    assert manifest["evaluation"]["files"]["eval.json"]["sha256"] == sha256_file(
+        os.path.join(evaluation, "eval.json"))[0]
+    # predictions/ stays in the evaluation's folder: thousands of files, not for the kits.
+    assert "predictions" not in os.listdir(path)
+    assert bundle.verify_bundle(path)["ok"]
+    # The same files again: nothing changes; the same model bundled again: left untouched.
+    before = snapshot(path)
+    status, out, _ = run(capsys, ["model", "attach-eval", path, evaluation])
+    assert status == 0 and json.loads(out)["changed"] is False
+    assert make(capsys, inputs) == dict(made, created=False)
+    assert snapshot(path) == before
+
+    # A changed report file is caught like a changed model file.
+    with open(os.path.join(path, "samples.png"), "a") as fh:
+        fh.write("edited\n")
+    problems = bundle.verify_bundle(path)["problems"]
+    assert len(problems) == 1 and problems[0].startswith("samples.png has")
+    # A new evaluation of the same model replaces the old one, version unchanged.
+    write_evaluation(evaluation, version, marker="second")
+    status, out, _ = run(capsys, ["model", "attach-eval", path, evaluation])
+    assert status == 0 and json.loads(out)["changed"] is True
+    assert bundle.verify_bundle(path)["ok"] and manifest_of(made)["version"] == version
+    with open(os.path.join(path, "pr.png")) as fh:
+        assert fh.read() == "pr.png second\n"
+
+
+def test_attach_eval_refuses_another_bundles_evaluation_and_a_broken_bundle(
+        inputs, capsys, tmp_path):
+    made = make(capsys, inputs)
+    path = made["path"]
+    other = write_evaluation(str(tmp_path / "other"), "0123456789ab")
+    status, _, errors = run(capsys, ["model", "attach-eval", path, other])
+    assert status == 1
+    assert errors == ["facekit: error: {} is an evaluation of bundle version 0123456789ab, "
+                      "not of this bundle ({}): evaluate this bundle".format(
+                          os.path.join(other, "eval.json"), made["version"])]
+    evaluation = write_evaluation(str(tmp_path / "eval"), made["version"])
+    os.remove(os.path.join(evaluation, "report.html"))
+    status, _, errors = run(capsys, ["model", "attach-eval", path, evaluation])
+    assert status == 1 and "report.html: no such file" in errors[0]
+    assert "evaluation" not in manifest_of(made)
+    write_evaluation(evaluation, made["version"])
+    with open(os.path.join(path, "model.binaryproto"), "ab") as fh:
+        fh.write(b"!")
+    status, _, errors = run(capsys, ["model", "attach-eval", path, evaluation])
+    assert status == 1 and "the model's files do not verify" in errors[0]
+    assert "model.binaryproto has" in errors[0]
+    assert sorted(os.listdir(path)) == sorted(bundle.FILES + ("manifest.json",))
