@@ -18,10 +18,13 @@ typical use:
   facekit eval wider predictions/ --ground-truth eval_tools/ground_truth --json wider.json
   facekit eval run artifacts/models/face/1a2b3c4d5e6f --records 'data/val.record*' \
       --output eval/ --wider-ground-truth eval_tools/ground_truth
+  facekit eval gate artifacts/models/face/1a2b3c4d5e6f --deployed-eval deployed/eval.json \
+      --deployed-version 0f9e8d7c6b5a --min-ap 0.3 --max-ap-drop 0.02
 
-exit status: 0 scored, 1 bad input (a prediction file that is not in the WIDER format,
-named with its line; unreadable ground truth; a bundle that does not verify; a missing or
-corrupt record or image, named with its file and record), 2 usage error.
+exit status: 0 scored (gate: may deploy), 1 bad input (a prediction file that is not in
+the WIDER format, named with its line; unreadable ground truth; a bundle that does not
+verify; a missing or corrupt record or image, named with its file and record; gate:
+refused, with the reason), 2 usage error.
 """
 
 # How many missing prediction files the warning names before it only counts.
@@ -92,10 +95,11 @@ def add_group(groups):
         description="Evaluation tools: score a detector's predictions the way the field "
                     "reports face detectors.",
         epilog=_EVAL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = group.add_subparsers(dest="command", metavar="{wider,run}")
+    commands = group.add_subparsers(dest="command", metavar="{wider,run,gate}")
     commands.required = True
     _add_wider(commands)
     _add_run(commands)
+    _add_gate(commands)
 
 
 def _cmd_eval_run(args):
@@ -209,3 +213,78 @@ def _add_wider(commands):
              "(\"curves\", \"thresholds\"; null precision where nothing was proposed), face "
              "and prediction counts, and the images without a prediction file")
     wider_cmd.set_defaults(func=_cmd_eval_wider)
+
+
+def _cmd_eval_gate(args):
+    import sys  # noqa: PLC0415
+
+    from facekit.eval import gate  # noqa: PLC0415
+
+    version, candidate = gate.read_bundle_evaluation(args.bundle)
+    deployed = None
+    if args.deployed_eval == "-":
+        deployed = gate.parse_evaluation(sys.stdin.read(), "the deployed eval.json (stdin)")
+    elif args.deployed_eval:
+        deployed = gate.parse_evaluation(gate.read_text(args.deployed_eval), args.deployed_eval)
+    result = gate.decide(candidate, deployed, candidate_version=version,
+                         deployed_version=args.deployed_version, metric=args.gate_metric,
+                         min_ap=args.min_ap, max_drop=args.max_ap_drop,
+                         force=args.force_deploy, settings_prefix=args.settings_prefix)
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        print("{}: {}".format(result["decision"], result["reason"]))
+        if result["note"]:
+            print("note: " + result["note"])
+    if not result["ok"]:
+        sys.stderr.write("facekit: error: {}\n".format(result["reason"]))
+        return 1
+    return 0
+
+
+def _add_gate(commands):
+    from facekit.eval import gate  # noqa: PLC0415 - standard library only
+
+    gate_cmd = commands.add_parser(
+        "gate", help="may a bundle replace a deployed release? (its eval.json against the "
+                     "release's and a floor)",
+        description="The quality gate the kits' play runs before a rollout. A bundle passes "
+                    "when its gate metric (from the eval.json its manifest lists: `facekit "
+                    "eval run` then `facekit model attach-eval`) is at least --min-ap and, "
+                    "when the deployed release has an eval.json, not below that release's "
+                    "by more than --max-ap-drop. A kit that already runs the bundle's "
+                    "version passes; a bundle without an evaluation is refused. "
+                    "--force-deploy lets a refused bundle through and says so. Prints the "
+                    "decision (pass, same, refused, forced) and why, and notes when the two "
+                    "were measured on different records; exit status 1 when refused.",
+        epilog=_EVAL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    gate_cmd.add_argument("bundle", metavar="BUNDLE",
+                          help="the bundle to deploy (its manifest.json and eval.json)")
+    gate_cmd.add_argument("--deployed-eval", metavar="FILE",
+                          help="the deployed release's eval.json, or - to read it from stdin "
+                               "(empty: the release has none); leave out when the kit runs "
+                               "no release")
+    gate_cmd.add_argument("--deployed-version", metavar="VERSION",
+                          help="the version the kit runs (equal to the bundle's: pass)")
+    gate_cmd.add_argument("--gate-metric", choices=sorted(gate.METRICS),
+                          default=gate.DEFAULT_METRIC,
+                          help="the figure compared (default %(default)s: the mean over the "
+                               "classes of AP at IoU 0.5; wider_*: the WIDER FACE protocol's, "
+                               "when eval run was given --wider-ground-truth)")
+    gate_cmd.add_argument("--min-ap", metavar="AP", default=gate.DEFAULT_MIN,
+                          type=argtypes.number(float, 0.0, 1.0),
+                          help="the floor: a bundle below it is refused (default %(default)s)")
+    gate_cmd.add_argument("--max-ap-drop", metavar="AP", default=gate.DEFAULT_MAX_DROP,
+                          type=argtypes.number(float, 0.0, 1.0),
+                          help="how far below the deployed release's figure a bundle may be "
+                               "(default %(default)s)")
+    gate_cmd.add_argument("--force-deploy", action="store_true",
+                          help="let a refused bundle through (the decision says forced, and why)")
+    gate_cmd.add_argument("--settings-prefix", metavar="PREFIX", default="",
+                          help="name the settings in the sentences as variables with this "
+                               "prefix (the kits' play gives vision_kit_: vision_kit_min_ap "
+                               "...) instead of as this command's flags")
+    gate_cmd.add_argument("--json", action="store_true",
+                          help="print the decision as JSON: ok, decision, reason, note, "
+                               "metric, candidate and deployed figures and versions")
+    gate_cmd.set_defaults(func=_cmd_eval_gate)
