@@ -152,9 +152,10 @@ def decide(candidate, deployed=None, *, candidate_version=None, deployed_version
                               bundle, running.strip()))
     if refusal is None:
         if before is None:
-            result["reason"] = "{}: {} {} (floor {}; {} has no evaluation to compare)".format(
+            result["reason"] = "{}: {} {} (floor {}; {})".format(
                 bundle, words, _figure(value), min_ap,
-                running.strip() if deployed_version else "the kit runs no release")
+                "{} has no evaluation to compare".format(running.strip()) if deployed_version
+                else "the kit runs no release yet")
         else:
             result["reason"] = "{}: {} {} against {} on {} (floor {}, allowed drop {})".format(
                 bundle, words, _figure(value), _figure(before), running.strip(), min_ap,
