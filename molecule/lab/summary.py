@@ -51,12 +51,38 @@ def bundle_lines(artifacts):
         for name in sorted(files):
             lines.append("    {:28s} {:>10,d} bytes  {}".format(
                 name, files[name].get("bytes", 0), files[name].get("sha256", "")[:16]))
+        lines += evaluation_lines(bundle, manifest)
         tools = manifest.get("tools", {})
         if tools:
             lines.append("  tools: " + ", ".join(
                 "{} {}".format(k, tools[k]) for k in sorted(tools) if tools[k]))
     return lines or ["no bundle under {}: the training stage has not finished (run make lab "
                      "again to pick it up)".format(os.path.relpath(artifacts, REPO))]
+
+
+def _figure(value):
+    return "n/a" if value is None else "{:.3f}".format(value)
+
+
+def evaluation_lines(bundle, manifest):
+    """The bundle's own evaluation (the training stage's `facekit eval run` on the val split)."""
+    if "eval.json" not in ((manifest.get("evaluation") or {}).get("files") or {}):
+        return ["  not evaluated: no eval.json in its manifest (the quality gate refuses it)"]
+    doc = _load(os.path.join(bundle, "eval.json")) or {}
+    kit = doc.get("at_deploy_threshold") or {}
+    lines = ["  evaluated on {} val images as the kit runs it: AP@0.5 {} (mean {}); at score {}: "
+             "recall {}, precision {}; {} images/s".format(
+                 doc.get("images"), ", ".join("{} {}".format(label, _figure(ap)) for label, ap
+                                              in sorted((doc.get("ap") or {}).items())),
+                 _figure(doc.get("mean_ap")), kit.get("threshold"), _figure(kit.get("recall")),
+                 _figure(kit.get("precision")), doc.get("images_per_second"))]
+    wider = doc.get("wider")
+    if wider:
+        lines.append("  WIDER FACE easy {} medium {} hard {}".format(
+            *(_figure(wider.get(s)) for s in ("easy", "medium", "hard"))))
+    lines.append("  report (pictures, PR curves): {}".format(
+        os.path.relpath(os.path.join(bundle, "report.html"), REPO)))
+    return lines
 
 
 def kit_lines(kits, frames_dir):

@@ -23,6 +23,7 @@ sys.path.insert(0, LAB)
 sys.path.insert(0, os.path.join(REPO, "src"))
 
 import bonnet_compiler_standin as compiler  # noqa: E402
+import summary  # noqa: E402
 import widerface_sample as sample  # noqa: E402
 
 from facekit.dataset import wider  # noqa: E402
@@ -354,3 +355,20 @@ def test_tgz_is_stable_and_holds_a_runnable_par(graphs, tmp_path):
         check=False, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "m.binaryproto").read_bytes().startswith(compiler.MAGIC)
+
+
+def test_summary_shows_the_bundles_evaluation_and_where_its_report_is(tmp_path):
+    bundle = tmp_path / "abc"
+    bundle.mkdir()
+    manifest = {"files": {}, "evaluation": {"files": {"eval.json": {}, "report.html": {}}}}
+    (bundle / "eval.json").write_text(json.dumps({
+        "images": 60, "ap": {"face": 0.8123}, "mean_ap": 0.8123, "images_per_second": 140.5,
+        "at_deploy_threshold": {"threshold": 0.5, "recall": 0.81, "precision": 0.9},
+        "wider": None}))
+    lines = summary.evaluation_lines(str(bundle), manifest)
+    assert lines[0] == ("  evaluated on 60 val images as the kit runs it: AP@0.5 face 0.812 "
+                        "(mean 0.812); at score 0.5: recall 0.810, precision 0.900; "
+                        "140.5 images/s")
+    assert lines[1].startswith("  report (pictures, PR curves): ")
+    assert lines[1].endswith(os.path.join("abc", "report.html"))
+    assert "not evaluated" in summary.evaluation_lines(str(bundle), {"files": {}})[0]
