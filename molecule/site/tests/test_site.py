@@ -93,3 +93,58 @@ def test_rollout_stopped_and_recap_names_each_kit(host, rollout):
     assert "refused" in lines["facekit-site-kit2"]
     # kit3's batch never started (test_refusing_kit_rolled_back checks it has no new release).
     assert "not reached" in lines["facekit-site-kit3"]
+
+
+@pytest.fixture(scope="module")
+def gate():
+    with open(os.path.join(EPHEMERAL, "gate.json")) as fh:
+        doc = json.load(fh)
+    for run in ("drop", "floor"):
+        with open(os.path.join(EPHEMERAL, "gate-{}.log".format(run))) as fh:
+            doc[run] = fh.read()
+    return doc
+
+
+def _recap(log):
+    recap = log[log.index("VISION KITS"):]
+    return {line.split()[0]: line for line in recap.splitlines()
+            if line.startswith("facekit-site-kit")}
+
+
+def test_quality_gate_held_back_the_worse_bundle_naming_both_figures(host, gate, rollout):
+    if _name(host) != "facekit-site-kit1":
+        pytest.skip("controller-side check, once")
+    figures = {gate["old"]: gate["old_ap"], gate["new"]: gate["new_ap"]}
+    worse, better = gate["worse"], gate["better"]
+    assert figures[worse] < figures[better]
+    lines = _recap(gate["drop"])
+    # The kits that run the better bundle hold the worse one back, with both figures and the
+    # variable; those that already run the worse one pass, and the deploy play never starts.
+    for kit, line in lines.items():
+        runs = gate["kits_before"][kit].rsplit("/", 1)[-1]
+        if runs == better:
+            assert "held back by the quality gate (wanted {})".format(worse) in line, line
+            assert "mean AP at IoU 0.5 {:.4f} is".format(figures[worse]) in line, line
+            assert "deployed release {}'s {:.4f}".format(better, figures[better]) in line, line
+            assert "more than vision_kit_max_ap_drop" in line, line
+        else:
+            assert runs == worse and "not reached" in line, line
+    assert any("held back" in line for line in lines.values())
+    assert "Not deploying to any kit" in gate["drop"]
+
+
+def test_quality_gate_floor_held_back_the_better_bundle_too(host, gate):
+    if _name(host) != "facekit-site-kit1":
+        pytest.skip("controller-side check, once")
+    lines = _recap(gate["floor"])
+    held = [kit for kit, line in lines.items() if "held back" in line]
+    assert held and all("is below vision_kit_min_ap" in lines[kit] for kit in held)
+    assert all(gate["kits_before"][kit].endswith(gate["worse"]) for kit in held)
+
+
+def test_refused_gate_runs_left_each_kit_on_its_release(host, gate):
+    # side_effect asserted it too; the kit's own link is read here again.
+    assert host.file(MODELS + "/current").linked_to.endswith(
+        gate["kits_before"][_name(host)].rsplit("/", 1)[-1])
+    # A deployed release carries its evaluation, for the next gate.
+    assert host.file(MODELS + "/current/eval.json").exists

@@ -152,6 +152,32 @@ def test_fetched_bundle_matches_its_manifest():
         assert len(handle.read().splitlines()) == 1278
 
 
+def test_the_training_stage_evaluated_the_bundle_and_attached_the_report():
+    current = _current()
+    bundle = os.path.join(ARTIFACTS, current["version"])
+    with open(os.path.join(bundle, "manifest.json")) as handle:
+        manifest = json.load(handle)
+    assert sorted(manifest["evaluation"]["files"]) == [
+        "eval.json", "pr.png", "report.html", "samples.png"]
+    for name, entry in manifest["evaluation"]["files"].items():
+        with open(os.path.join(bundle, name), "rb") as handle:
+            assert hashlib.sha256(handle.read()).hexdigest() == entry["sha256"], name
+    with open(os.path.join(bundle, "eval.json")) as handle:
+        doc = json.load(handle)
+    # The bundle itself, on every image of the val records, as the kit runs it.
+    assert doc["bundle"]["version"] == current["version"]
+    assert doc["images"] > 0 and doc["input_size"] == [256, 256]
+    assert doc["records"] and all(r["path"].startswith(
+        "/var/lib/facekit/dataset/") for r in doc["records"])
+    assert doc["mean_ap"] is not None and 0.0 <= doc["mean_ap"] <= 1.0
+    assert doc["at_deploy_threshold"]["threshold"] == 0.5
+    with open(os.path.join(bundle, "report.html")) as handle:
+        report = handle.read()
+    assert 'src="pr.png"' in report and 'src="samples.png"' in report
+    with open(os.path.join(bundle, "pr.png"), "rb") as handle:
+        assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
 def test_both_runs_left_distinct_bundles():
     # The 20-step bundle of converge (the one the kits ran) stays beside the longer run's.
     versions = sorted(d for d in os.listdir(ARTIFACTS) if os.path.isdir(os.path.join(ARTIFACTS, d)))
