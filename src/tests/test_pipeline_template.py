@@ -34,6 +34,9 @@ except text_format.ParseError as error:
 ssd = config.model.ssd
 gen = ssd.anchor_generator.ssd_anchor_generator
 coder = ssd.box_coder.faster_rcnn_box_coder
+# A single message in older protos, repeated in newer ones (the text holds one block either way).
+eval_reader = config.eval_input_reader
+eval_reader = eval_reader[0] if hasattr(eval_reader, "add") else eval_reader
 print(json.dumps({
     "num_classes": ssd.num_classes,
     "size": [ssd.image_resizer.fixed_shape_resizer.height,
@@ -53,6 +56,10 @@ print(json.dumps({
     "fine_tune": config.train_config.fine_tune_checkpoint,
     "train_input": list(config.train_input_reader.tf_record_input_reader.input_path),
     "flips": len(config.train_config.data_augmentation_options),
+    "eval_interval": config.eval_config.eval_interval_secs,
+    "eval_examples": config.eval_config.num_examples,
+    "metrics": list(config.eval_config.metrics_set),
+    "eval_epochs": eval_reader.num_epochs,
 }))
 """
 
@@ -156,3 +163,15 @@ def test_rendered_config_gives_the_aiy_anchor_table(tmp_path):
     assert len(rows) == len(reference) == 1278
     worst = max(abs(float(a) - float(b)) for r, q in zip(rows, reference) for a, b in zip(r, q))
     assert worst < 1e-6
+
+
+def test_eval_job_settings_score_each_val_image_once_per_look():
+    parsed, error = parse(render())
+    assert error is None, error
+    # The checkout's default metrics (Pascal VOC), one pass over the val records per checkpoint.
+    assert parsed["metrics"] == [] and parsed["eval_epochs"] == 1
+    assert parsed["eval_interval"] == 300 and parsed["eval_examples"] == 500
+    parsed, error = parse(render({"detector_training_eval_interval": 20,
+                                  "detector_training_eval_metrics_set": "coco_detection_metrics"}))
+    assert error is None, error
+    assert parsed["eval_interval"] == 20 and parsed["metrics"] == ["coco_detection_metrics"]
