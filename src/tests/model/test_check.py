@@ -214,7 +214,8 @@ def test_every_flag_has_help():
     parser = cli.build_parser()
     model = parser._subparsers._group_actions[0].choices["model"]
     commands = model._subparsers._group_actions[0].choices
-    assert sorted(commands) == ["anchors", "bundle", "check", "config", "progress", "verify"]
+    assert sorted(commands) == ["anchors", "attach-eval", "bundle", "check", "config", "progress",
+                                "verify"]
     for name, command in commands.items():
         for action in command._actions:
             assert action.help and len(action.help) > 15, (name, action.dest)
