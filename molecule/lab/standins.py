@@ -278,6 +278,12 @@ def role_defaults():
         return yaml.safe_load(handle)
 
 
+def sample_args(args):
+    """The --sample-* arguments the WIDER sample is built with (kept in server.json)."""
+    return {"train": args.sample_train, "val": args.sample_val,
+            "heldout": args.sample_heldout, "seed": args.sample_seed}
+
+
 def build(args):
     """Builds everything into DIR/www; returns the description written to DIR/server.json."""
     www = os.path.join(args.dir, "www")
@@ -299,6 +305,7 @@ def build(args):
     built = {
         "widerface": {name: entry["sha256"] for name, entry in sample["archives"].items()},
         "widerface_counts": sample["counts"],
+        "sample": sample_args(args),
         "heldout": sample["heldout"],
         "compiler": compiler_name,
         "compiler_sha256": compiler_sha,
@@ -411,7 +418,10 @@ def serve(args):
             state = json.load(handle)
         same_target = state["built"].get("target", "modern") == args.target
         same_port = not args.port or args.port == state["port"]
-        if (same_target and same_port and not args.restart and pid_alive(state["pid"])
+        # A server built with other --sample-* arguments serves another sample: rebuild.
+        same_sample = state["built"].get("sample") == sample_args(args)
+        if (same_target and same_port and same_sample and not args.restart
+                and pid_alive(state["pid"])
                 and _port_answers(args.host, state["port"])):
             _emit(args, role_vars(state["built"], state["port"], args.host), changed=False)
             return
