@@ -18,6 +18,7 @@ import json
 import os
 
 from facekit.eval.errors import EvalError
+from facekit.model.bundle import EVAL_JSON, EVALUATION, MANIFEST
 
 # metric -> (words for it, its place in eval.json)
 METRICS = {
@@ -29,7 +30,6 @@ METRICS = {
 DEFAULT_METRIC = "mean_ap"
 DEFAULT_MIN = 0.0
 DEFAULT_MAX_DROP = 0.02
-EVAL_JSON = "eval.json"
 
 
 class GateError(EvalError):
@@ -46,13 +46,13 @@ def metric_value(doc, metric):
 
 def read_bundle_evaluation(bundle_dir):
     """(version, eval.json document or None) of a bundle: the evaluation its manifest lists."""
-    path = os.path.join(bundle_dir, "manifest.json")
+    path = os.path.join(bundle_dir, MANIFEST)
     try:
         with open(path, "r", encoding="utf-8") as fh:
             manifest = json.load(fh)
     except (IOError, OSError, ValueError) as exc:
         raise GateError("{}: cannot read the bundle's manifest: {}".format(path, exc)) from exc
-    listed = (manifest.get("evaluation") or {}).get("files") or {}
+    listed = (manifest.get(EVALUATION) or {}).get("files") or {}
     if EVAL_JSON not in listed:
         return manifest.get("version"), None
     return manifest.get("version"), parse_evaluation(
