@@ -20,6 +20,8 @@ PATHS = {
     "detector_training_val_input_glob": "/data/val.record",
     "detector_training_label_map_path": "/data/label_map.pbtxt",
     "detector_training_fine_tune_checkpoint": "",
+    # tasks/config.yml passes the number of the data set's classes.
+    "detector_training_num_classes": 1,
 }
 
 # Prints the parsed config's fields the tests look at, or the parse error (exit 1).

@@ -8,6 +8,7 @@ what verify imports (facekit.model.bundle) are Python 3.5-clean.
 
 import argparse
 import json
+import re
 import sys
 
 from facekit.cli import argtypes
@@ -118,6 +119,27 @@ def _cmd_model_check(args):
     return 0 if result["ok"] else 1
 
 
+# `num_classes: N` of the model in a pipeline.config (text format); the config was validated by the
+# checkout's own pipeline_pb2 when it was rendered, so reading the one number needs no protobuf.
+_NUM_CLASSES_RE = re.compile(r"^\s*num_classes\s*:\s*(\d+)\s*$", re.MULTILINE)
+
+
+def _check_labels_fit(config, labels, labels_from):
+    """ModelError when pipeline.config's num_classes is not the number of labels."""
+    with open(config, "r", encoding="utf-8") as fh:
+        found = set(int(n) for n in _NUM_CLASSES_RE.findall(fh.read()))
+    if len(found) != 1:
+        return  # no model section of the usual shape: the graph check covers the output width
+    num_classes = found.pop()
+    if num_classes != len(labels):
+        raise ModelError(
+            "{} has num_classes {} but {} gives {} label{} ({}): the model's class output "
+            "would not match the names the kit reports; train with a config whose num_classes "
+            "is the number of classes, or give the labels of this model".format(
+                config, num_classes, labels_from or "the default", len(labels),
+                "" if len(labels) == 1 else "s", ", ".join(labels)))
+
+
 def _cmd_model_bundle(args):
     from facekit.model import bundle, versions  # noqa: PLC0415
 
@@ -129,6 +151,8 @@ def _cmd_model_bundle(args):
         labels = bundle.read_labels(args.labels)
     else:
         labels = ["face"]
+    if args.config:
+        _check_labels_fit(args.config, labels, args.labels_from or args.labels)
     result = bundle.create_bundle(
         args.name, args.output_root, graph=args.graph, compiled=args.compiled,
         config=args.config, anchors=args.anchors, labels=labels,

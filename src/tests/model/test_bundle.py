@@ -190,7 +190,30 @@ def test_a_broken_bundle_of_the_same_version_is_replaced(inputs, capsys):
     assert os.listdir(os.path.join(inputs.root, "faces")) == [first["version"]]
 
 
+def two_classes(inputs):
+    """The inputs' pipeline.config made a two-class model's."""
+    with open(inputs.config) as fh:
+        text = fh.read()
+    assert text.count("num_classes: 1") == 1
+    with open(inputs.config, "w") as fh:
+        fh.write(text.replace("num_classes: 1", "num_classes: 2"))
+
+
+def test_labels_that_do_not_fit_the_config_are_refused_naming_both(inputs, capsys, tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("ball\nblock\ncone\n")
+    status, _, errors = run(capsys, inputs.args("--labels", str(labels)))
+    assert status == 1
+    assert "{} has num_classes 1 but {} gives 3 labels (ball, block, cone)".format(
+        inputs.config, labels) in errors[0]
+    assert not os.path.exists(os.path.join(inputs.root, "faces"))
+    two_classes(inputs)
+    status, _, errors = run(capsys, inputs.args())
+    assert status == 1 and "has num_classes 2 but the default gives 1 label (face)" in errors[0]
+
+
 def test_labels_from_a_file_or_a_label_map(inputs, capsys, tmp_path):
+    two_classes(inputs)
     label_map = tmp_path / "label_map.pbtxt"
     label_map.write_text("# two classes\nitem {\n  id: 2\n  name: 'person'\n}\n"
                          "item { id: 1 name: \"face\" display_name: 'Face' }\n")
