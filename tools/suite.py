@@ -330,7 +330,7 @@ def build_parts(python36, state):
             tag, exists = trainhost()
             if name == "training_host" and tag and not exists:
                 extra["FACEKIT_TRAINHOST_IMAGE"] = tag  # commit-trainhost.yml keeps it
-            if name == "site" and tag and image_id(tag):
+            if (name == "site" or starts_from_trainhost(name)) and tag and image_id(tag):
                 extra["FACEKIT_TRAINHOST_IMAGE"] = tag
             return extra
         return env
@@ -370,6 +370,8 @@ def build_parts(python36, state):
             needs.append("standins")
         if name == "vision_kit":
             needs.append("venv-kit")
+        if starts_from_trainhost(name):
+            needs.append("scenario:training_host")
         argv = ["flock", "/tmp/facekit-molecule-%s.lock" % name,
                 os.path.join(VENV_BIN, "molecule"), "test", "-s", name]
         parts.append(Part("scenario:" + name, argv, needs=needs,
@@ -381,6 +383,12 @@ def build_parts(python36, state):
     setup = [p for p in parts if not p.name.startswith("scenario:") and p.name not in CHECKS]
     return (setup + [p for p in parts if p.name in first] + [p for p in parts if p.name in CHECKS]
             + [p for p in parts if p.name.startswith("scenario:") and p.name not in first])
+
+
+def starts_from_trainhost(name):
+    """A scenario with a starts-from-trainhost file waits for the training_host scenario and starts
+    its training host from the image that scenario provisioned (site does not wait: see the top)."""
+    return os.path.exists(os.path.join(ROOT, "molecule", name, "starts-from-trainhost"))
 
 
 def select(parts, wanted):
