@@ -13,9 +13,11 @@ import subprocess
 
 import pytest
 from helpers import REPO, face, raw_records, tree_bytes
+from vocfolder import quirky
 
 from facekit.dataset.convert import convert
 from facekit.dataset.steps import to_csv, to_tfrecord, to_voc
+from facekit.dataset.vocconvert import convert_voc
 
 PY36_VENV = os.environ.get("FACEKIT_PY36_VENV", os.path.join(REPO, ".venv-py36"))
 PY36 = os.path.join(PY36_VENV, "bin", "python")
@@ -105,3 +107,21 @@ def test_bad_input_is_reported_the_same_way_on_python36(make_tree, tmp_path):
                        "--images", missing.images, "--output-dir", tmp_path / "out2")
     assert result.returncode == 1
     assert "no such file" in result.stderr and "line 1 of" in result.stderr
+
+
+def test_voc_convert_on_python36(tmp_path):
+    quirky(tmp_path / "voc")
+    old, new = tmp_path / "py36", tmp_path / "modern"
+    result = facekit36("-q", "dataset", "convert", "--format", "voc", "--annotations",
+                       tmp_path / "voc", "--output-dir", old, "--shards", 2, "--workers", 2)
+    assert result.returncode == 0, result.stderr
+    convert_voc(str(tmp_path / "voc"), str(new), shards=2, progress=False)
+    old_files, new_files = tree_bytes(old), tree_bytes(new)
+    assert sorted(old_files) == sorted(new_files)
+    for name in old_files:
+        if name != "dataset.json":
+            assert old_files[name] == new_files[name], name
+    old_entry, new_entry = (manifest(d)["splits"]["train"] for d in (old, new))
+    assert old_entry["tool"]["tensorflow"] == "1.7.1"
+    del old_entry["tool"], new_entry["tool"]
+    assert old_entry == new_entry

@@ -35,6 +35,16 @@ _SHARDS_HELP = (
 )
 
 
+_VOC_EPILOG = """\
+--format voc (LabelImg / Pascal VOC XML, any number of classes):
+  facekit dataset convert --format voc --annotations my_objects --output-dir data \\
+      --labels cat,dog --val-fraction 0.2 --seed 0 --shards 4 --workers 2
+  writes train.record*, val.record*, train_labels.csv, val_labels.csv, label_map.pbtxt
+  and dataset.json (per-class counts, warnings such as a <size> that differs from the image).
+  A class outside --labels / --label-map stops the run naming every file and line.
+"""
+
+
 def _add_filter_flags(parser):
     group = parser.add_argument_group(
         "filters (defaults are the seed tutorial's: valid, clear, >= 50 px faces)")
@@ -68,6 +78,36 @@ def _add_image_flags(parser, strict_what="a missing or corrupt image"):
         "--no-progress", action="store_true",
         help="no progress bar (on a terminal) or periodic progress log lines (otherwise)")
 
+
+
+def _add_voc_flags(parser):
+    group = parser.add_argument_group("--format voc: classes and splits")
+    group.add_argument(
+        "--labels", metavar="A,B,...",
+        help="the classes, comma-separated, in id order (ids 1..N). Default: every <name> found, "
+             "sorted. The label map written (label_map.pbtxt) follows it")
+    group.add_argument(
+        "--label-map", metavar="FILE",
+        help="take the classes from this label_map.pbtxt (by their name field, ids 1..N)")
+    group.add_argument(
+        "--unknown-labels", choices=("fail", "drop"),
+        help="an object whose class is not among the given ones: fail (default) names every "
+             "file and line where one occurs; drop leaves those objects out and counts them")
+    group.add_argument(
+        "--val-fraction", type=argtypes.number(float, 0, 1, low_open=True, high_open=True),
+        metavar="F",
+        help="share of the annotation files that go to val (default 0.2), chosen by a seeded "
+             "hash of their paths: the same files and seed give the same split")
+    group.add_argument("--seed", type=int, metavar="N", help="seed of that split (default 0)")
+    group.add_argument(
+        "--val-annotations", metavar="DIR",
+        help="a folder of XML files of its own for val, instead of --val-fraction")
+    group.add_argument(
+        "--val-images", metavar="DIR",
+        help="the folder --val-annotations' <filename> is relative to (default: that folder)")
+    group.add_argument(
+        "--val-shards", type=argtypes.positive, metavar="N",
+        help="TFRecord shards of the val split (default 1; --shards sets train's)")
 
 
 def _filters(args):
@@ -106,9 +146,68 @@ def _cmd_inspect(args):
     return 0
 
 
+_WIDER_ONLY = (("max_blur", 0, "--max-blur"), ("min_size", 50, "--min-size"),
+               ("keep_invalid", False, "--keep-invalid"), ("split", None, "--split"),
+               ("no_voc", False, "--no-voc"))
+_VOC_ONLY = (("val_annotations", None, "--val-annotations"), ("val_images", None, "--val-images"),
+             ("labels", None, "--labels"), ("label_map", None, "--label-map"),
+             ("val_shards", None, "--val-shards"), ("unknown_labels", None, "--unknown-labels"),
+             ("val_fraction", None, "--val-fraction"), ("seed", None, "--seed"))
+
+
+def _refuse_flags(args, flags, fmt):
+    for attr, default, flag in flags:
+        if getattr(args, attr) != default:
+            args.usage_error("{} does not apply to --format {}".format(flag, fmt))
+
+
+def _cmd_convert_voc(args):
+    from facekit.dataset.vocconvert import convert_voc  # noqa: PLC0415
+
+    _refuse_flags(args, _WIDER_ONLY, "voc")
+    if args.val_annotations and args.val_fraction is not None:
+        args.usage_error("--val-fraction splits --annotations; with --val-annotations the val "
+                         "split is given: pass one of them")
+    labels = None
+    if args.labels is not None:
+        labels = [name.strip() for name in args.labels.split(",")]
+    entries = convert_voc(
+        args.annotations, args.output_dir, images_dir=args.images,
+        val_annotations=args.val_annotations, val_images=args.val_images,
+        val_fraction=0.2 if args.val_fraction is None else args.val_fraction,
+        seed=args.seed or 0, labels=labels, label_map=args.label_map,
+        unknown_labels=args.unknown_labels or "fail", keep_empty=args.keep_empty,
+        shards=args.shards, val_shards=args.val_shards or 1, workers=args.workers,
+        strict=args.strict, csv=not args.no_csv, progress=not args.no_progress,
+        sources=dict(args.source or []))
+    for split in ("train", "val"):
+        entry = entries[split]
+        images, objects = entry["images"], entry["objects"]
+        print("{}: images kept {} of {} (dropped: {})".format(
+            split, images["kept"], images["total"], _drops(images)))
+        print("{}: objects kept {} of {} (dropped: {})".format(
+            split, objects["kept"], objects["total"], _drops(objects)))
+        print("{}: per class: {}".format(split, ", ".join(
+            "{} {} ({} difficult, {} images)".format(name, c["objects"], c["difficult"],
+                                                     c["images"])
+            for name, c in entry["classes"].items())))
+        if entry["warnings"]:
+            print("{}: {} warning(s), listed in dataset.json; the first: {}".format(
+                split, len(entry["warnings"]), entry["warnings"][0]))
+        _print_outputs(args.output_dir, entry)
+    print("classes (label_map.pbtxt ids 1..{}): {}".format(
+        len(entries["train"]["labels"]), ", ".join(entries["train"]["labels"])))
+    return 0
+
+
 def _cmd_convert(args):
     from facekit.dataset.convert import convert  # noqa: PLC0415
 
+    if args.format == "voc":
+        return _cmd_convert_voc(args)
+    _refuse_flags(args, _VOC_ONLY, "wider")
+    if args.images is None:
+        args.usage_error("--images is required with --format wider")
     entry = convert(args.annotations, args.images, args.output_dir, split=args.split,
                     config=_filters(args), shards=args.shards, workers=args.workers,
                     strict=args.strict, voc=not args.no_voc, csv=not args.no_csv,
@@ -187,13 +286,35 @@ def add_group(groups):
     inspect_cmd.set_defaults(func=_cmd_inspect)
 
     convert_cmd = commands.add_parser(
-        "convert", help="WIDER -> VOC XML + CSV + TFRecord + label map + dataset.json, one pass",
-        description="Convert one WIDER FACE split in a single pass over its images. Writes, in "
-                    "--output-dir: <split>.record (or shards), <split>_labels.csv, "
-                    "<split>_voc/ (VOC XML), label_map.pbtxt and dataset.json (one entry per "
-                    "split; counts per drop reason, filters, input checksums, shards). Every "
-                    "file is written under a hidden temporary name and renamed when complete.")
-    _annotation_flags(convert_cmd)
+        "convert", help="WIDER FACE or a VOC/LabelImg folder -> TFRecord + CSV + label map + "
+                        "dataset.json",
+        description="--format wider (default): convert one WIDER FACE split in a single pass "
+                    "over its images. Writes, in --output-dir: <split>.record (or shards), "
+                    "<split>_labels.csv, <split>_voc/ (VOC XML), label_map.pbtxt and "
+                    "dataset.json (one entry per split; counts per drop reason, filters, input "
+                    "checksums, shards). --format voc: convert a folder of Pascal VOC / "
+                    "LabelImg XML files and their images into both a train and a val split, "
+                    "with any number of classes (label_map.pbtxt ids 1..N) and per-class "
+                    "counts in dataset.json. Every file is written under a hidden temporary "
+                    "name and renamed when complete.",
+        epilog=_VOC_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    convert_cmd.add_argument(
+        "--format", choices=("wider", "voc"), default="wider",
+        help="wider: a WIDER FACE annotation file (default); voc: a folder of Pascal VOC / "
+             "LabelImg XML files")
+    convert_cmd.add_argument(
+        "--annotations", required=True, metavar="PATH",
+        help="wider: the annotation file, e.g. wider_face_split/wider_face_val_bbx_gt.txt; "
+             "voc: the folder searched (at any depth) for .xml files")
+    convert_cmd.add_argument(
+        "--images", metavar="DIR",
+        help="wider (required): the folder holding the event folders, e.g. WIDER_val/images; "
+             "voc: the folder the XML files' <filename> is relative to (default: "
+             "--annotations)")
+    convert_cmd.add_argument(
+        "--split", metavar="NAME",
+        help="wider: split name used in output names (default: taken from the annotation file "
+             "name, wider_face_<split>_bbx_gt.txt); voc writes train and val")
     convert_cmd.add_argument("--output-dir", required=True, metavar="DIR",
                          help="where the outputs go (created if missing)")
     convert_cmd.add_argument("--shards", type=argtypes.positive, default=1, metavar="N",
@@ -208,8 +329,9 @@ def add_group(groups):
              "under inputs.sources in dataset.json; repeatable. The dataset stage passes the "
              "archives it downloaded, and converts again only when they change")
     _add_filter_flags(convert_cmd)
+    _add_voc_flags(convert_cmd)
     _add_image_flags(convert_cmd)
-    convert_cmd.set_defaults(func=_cmd_convert)
+    convert_cmd.set_defaults(func=_cmd_convert, usage_error=convert_cmd.error)
 
     to_voc_cmd = commands.add_parser(
         "to-voc", help="seed step 1: WIDER -> one VOC XML per image",

@@ -36,6 +36,8 @@ def split_entry(command, split, *, inputs, filters, stats, outputs, tf=None):
     """
     return {
         "command": command,
+        "format": "wider",
+        "labels": ["face"],
         "split": split,
         "inputs": inputs,
         "filters": None if filters is None else dict(filters._asdict()),

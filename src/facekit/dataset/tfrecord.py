@@ -53,11 +53,14 @@ def shard_glob(split, shards):
     return "{}.record-?????-of-{:05d}".format(split, shards)
 
 
-def make_example(tf, filename, info, boxes):
+def make_example(tf, filename, info, boxes, classes=False):
     """A tf.train.Example with the feature keys the Object Detection API decodes.
 
     info: an ImageInfo (size, format, bytes). Boxes are pixel edges clipped to the
-    image; they are stored normalised to [0, 1].
+    image; they are stored normalised to [0, 1]. WIDER boxes (filters.Box) are all
+    class 1, "face". With `classes`, boxes are vocconvert.VocBox: each carries its own
+    class, and the record adds what the API's create_pascal_tf_record.py writes:
+    difficult, truncated, view (the pose) and the image's sha256 key.
     """
     width, height = info.width, info.height
     feature = tf.train.Feature
@@ -85,9 +88,21 @@ def make_example(tf, filename, info, boxes):
         "image/object/bbox/xmax": floats([b.xmax / w for b in boxes]),
         "image/object/bbox/ymin": floats([b.ymin / h for b in boxes]),
         "image/object/bbox/ymax": floats([b.ymax / h for b in boxes]),
-        "image/object/class/text": byte_list([CLASS_TEXT] * len(boxes)),
-        "image/object/class/label": ints([CLASS_LABEL] * len(boxes)),
     }
+    if classes:
+        features.update({
+            "image/object/class/text": byte_list([b.text.encode("utf-8") for b in boxes]),
+            "image/object/class/label": ints([b.label for b in boxes]),
+            "image/object/difficult": ints([int(b.difficult) for b in boxes]),
+            "image/object/truncated": ints([int(b.truncated) for b in boxes]),
+            "image/object/view": byte_list([b.pose.encode("utf-8") for b in boxes]),
+            "image/key/sha256": byte_list([info.sha256.encode("ascii")]),
+        })
+    else:
+        features.update({
+            "image/object/class/text": byte_list([CLASS_TEXT] * len(boxes)),
+            "image/object/class/label": ints([CLASS_LABEL] * len(boxes)),
+        })
     return tf.train.Example(features=tf.train.Features(feature=features))
 
 
@@ -99,10 +114,11 @@ WRITEBACK_EVERY = 32 << 20
 class ShardedWriter(object):
     """Round-robin writer over temporary shard files; commit() renames them all."""
 
-    def __init__(self, output_dir, split, shards):
+    def __init__(self, output_dir, split, shards, classes=False):
         if shards < 1:
             raise ValueError("shards must be >= 1, got {}".format(shards))
         self.tf = _tf()
+        self.classes = classes
         self.output_dir = output_dir
         self.split = split
         self.names = shard_names(split, shards)
@@ -121,7 +137,7 @@ class ShardedWriter(object):
         self._finished = False
 
     def add(self, filename, info, boxes):
-        example = make_example(self.tf, filename, info, boxes)
+        example = make_example(self.tf, filename, info, boxes, self.classes)
         shard = self._next % len(self._writers)
         # Features is a protobuf map: without deterministic=True the C++ runtime of the
         # training host (protobuf 3.x) writes its keys in hash order, which differs
