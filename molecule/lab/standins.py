@@ -14,6 +14,8 @@ The lab (and CI) cannot reach GitHub, so this builds, from packages PyPI serves:
   git's dumb HTTP protocol;
 * the three WIDER FACE archives as a generated sample with drawn faces (widerface_sample.py),
   and a held-out set with ground truth for measuring a trained model;
+* a LabelImg / Pascal VOC data set of drawn shapes in three classes (voc_sample.py), with the
+  quirks people's folders have, and its own held-out set;
 * the Vision Bonnet compiler tgz with a stand-in compiler (bonnet_compiler_standin.py),
 
 and serves them from one loopback HTTP server. It prints the role variables that
@@ -51,6 +53,7 @@ import yaml  # PyYAML comes with ansible in the controller venv
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bonnet_compiler_standin  # noqa: E402  (next to this file, not an installed package)
 import models_standin  # noqa: E402
+import voc_sample  # noqa: E402
 import widerface_sample  # noqa: E402
 from digest import file_sha256  # noqa: E402
 
@@ -301,8 +304,12 @@ def build(args):
     sample = widerface_sample.build(
         os.path.join(www, "widerface"), train=args.sample_train, val=args.sample_val,
         heldout=args.sample_heldout, seed=args.sample_seed)
+    voc = voc_sample.build(os.path.join(www, "voc"), seed=args.sample_seed)
     compiler_name, compiler_sha = bonnet_compiler_standin.make_tgz(os.path.join(www, "compiler"))
     built = {
+        "voc": {voc["archive"]["name"]: voc["archive"]["sha256"]},
+        "voc_counts": {"images": voc["counts"]["images"], "objects": voc["counts"]["objects"],
+                       "labels": voc["labels"], "quirks": voc["counts"]["quirks"]},
         "widerface": {name: entry["sha256"] for name, entry in sample["archives"].items()},
         "widerface_counts": sample["counts"],
         "sample": sample_args(args),
@@ -359,6 +366,10 @@ def role_vars(built, port, host):
             {"name": name, "checksum": "sha256:" + sha}
             for name, sha in sorted(built["widerface"].items())
         ]
+    if "voc" in built:
+        ((voc_name, voc_sha),) = built["voc"].items()
+        result["voc_dataset_url"] = "%s/voc/%s" % (base, voc_name)
+        result["voc_dataset_checksum"] = "sha256:" + voc_sha
     if "compiler" in built:
         result["detector_training_compiler_url"] = "%s/compiler/%s" % (base, built["compiler"])
         result["detector_training_compiler_sha256"] = built["compiler_sha256"]
@@ -419,7 +430,8 @@ def serve(args):
         same_target = state["built"].get("target", "modern") == args.target
         same_port = not args.port or args.port == state["port"]
         # A server built with other --sample-* arguments serves another sample: rebuild.
-        same_sample = state["built"].get("sample") == sample_args(args)
+        same_sample = (state["built"].get("sample") == sample_args(args)
+                       and "voc" in state["built"])
         if (same_target and same_port and same_sample and not args.restart
                 and pid_alive(state["pid"])
                 and _port_answers(args.host, state["port"])):
