@@ -23,7 +23,7 @@ PY35_CODE := src/facekit/__init__.py src/facekit/errors.py src/facekit/files.py 
 .PHONY: help test check venv py36 kit-env lint pytest molecule lab lab-down bench bench-fleet clean
 
 help:
-	@echo "make lab        run site.yml on the local container lab: training host + 2 kits (LAB_KITS=N, LAB_TRAIN_STEPS=N,"
+	@echo "make lab        run site.yml on the local container lab: training host + 2 kits (LAB_KITS=N, LAB_DATASET=voc, LAB_TRAIN_STEPS=N,"
 	@echo "                LAB_SOURCES=real) and print a summary"
 	@echo "make test       install everything, lint, run pytest and every Molecule scenario, side by side where"
 	@echo "                they can (tools/suite.py), and end with a table of each part's result and seconds"

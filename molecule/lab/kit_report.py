@@ -99,31 +99,49 @@ def evaluate(lines, truth, names, version, threshold=0.5):
     if frames >= len(names):
         shown = set(names)
     tp = fp = faces = 0
+    # Per class (the VOC sample's boxes carry a label; WIDER's are all "face"): a detection
+    # matches only a box of its own class.
+    classes = {}
+
+    def tally(label):
+        return classes.setdefault(label, {"objects": 0, "true_positives": 0,
+                                          "false_positives": 0})
+
     for name in shown:
         image = by_name.get(name)
         if image is None:
             continue
-        gts = [face["box"] for face in image["faces"]]
+        gts = [(face["box"], face.get("label", "face")) for face in image["faces"]]
         ignore = [face["box"] for face in image["ignore"]]
         faces += len(gts)
+        for _, label in gts:
+            tally(label)["objects"] += 1
         matched = set()
         for det in sorted(last.get(name, []), key=lambda d: -d["score"]):
             x, y, w, h = det["box"]
             box = [x, y, x + w, y + h]
+            label = det.get("label", "face")
             best, best_iou = None, threshold
-            for i, gt in enumerate(gts):
+            for i, (gt, gt_label) in enumerate(gts):
                 overlap = iou(box, gt)
-                if i not in matched and overlap >= best_iou:
+                if i not in matched and gt_label == label and overlap >= best_iou:
                     best, best_iou = i, overlap
             if best is not None:
                 matched.add(best)
                 tp += 1
+                tally(label)["true_positives"] += 1
             elif not any(iou(box, other) >= threshold for other in ignore):
                 fp += 1
+                tally(label)["false_positives"] += 1
+    for entry in classes.values():
+        hits, wrong = entry["true_positives"], entry["false_positives"]
+        entry["recall"] = round(hits / entry["objects"], 3) if entry["objects"] else None
+        entry["precision"] = round(hits / (hits + wrong), 3) if hits + wrong else None
     return {"images": len(shown), "faces": faces, "true_positives": tp,
             "false_positives": fp,
             "recall": round(tp / faces, 3) if faces else None,
-            "precision": round(tp / (tp + fp), 3) if tp + fp else None}
+            "precision": round(tp / (tp + fp), 3) if tp + fp else None,
+            "classes": {k: classes[k] for k in sorted(classes)}}
 
 
 def frame_names(frames_dir):

@@ -19,6 +19,11 @@
 # have no default and must be given: LAB_PROTOC_SHA256 (the protoc zip) and LAB_COMPILER_SHA256
 # (bonnet_model_compiler_latest.tgz); the compiler needs a Python 2.7 (PYTHON27=, python2.7 on
 # PATH or a pyenv build), bind-mounted like the Python 3.6. The kits still use software bonnets.
+#
+# LAB_DATASET=voc trains on the stand-ins' LabelImg data set of three drawn classes (voc_sample.py)
+# instead of the WIDER FACE sample: facekit_dataset=voc, the model objects_ssd_embedded on the
+# training host and the kits, and the bonnets show that set's held-out frames; the summary gives
+# recall and precision per class.
 set -euo pipefail
 
 lab=$(cd "$(dirname "$0")" && pwd)
@@ -140,10 +145,24 @@ case ${1:-} in
                 standins_up
                 site_vars=(-e "@$standins/role_vars.json")
             fi
+            frames=$standins/www/widerface/heldout
+            case ${LAB_DATASET:-widerface} in
+                widerface) ;;
+                voc)
+                    frames=$standins/www/voc/heldout
+                    site_vars+=(-e facekit_dataset=voc -e detector_training_model_name=objects_ssd_embedded
+                                -e vision_kit_model_name=objects_ssd_embedded)
+                    ;;
+                *)
+                    echo "lab: LAB_DATASET=${LAB_DATASET}: use widerface (the default) or voc" >&2
+                    exit 2
+                    ;;
+            esac
+            export FACEKIT_LAB_FRAMES=$frames
             bonnets started
             start=$SECONDS
             ansible-playbook "${inventory[@]}" "${site_vars[@]}" site.yml
-            "$python" "$lab/summary.py" --standins "$standins" --seconds $((SECONDS - start)) \
+            "$python" "$lab/summary.py" --standins "$standins" --seconds $((SECONDS - start)) --frames "$frames" \
                 --kits "$(ansible-inventory "${inventory[@]}" --graph vision_kits | sed -n 's/^.*--//p' | paste -sd, -)"
         else
             echo "lab: hosts are up; site.yml is not ready, so not running: ansible-playbook ${inventory[*]} site.yml"

@@ -113,6 +113,13 @@ def kit_lines(kits, frames_dir):
                          "({} true, {} false positives)".format(
                              det["images"], det["faces"], det["recall"], det["precision"],
                              det["true_positives"], det["false_positives"]))
+            if len(det["classes"]) > 1:
+                for label, entry in det["classes"].items():
+                    lines.append("      {}: {} objects, recall {}, precision {} ({} true, {} "
+                                 "false positives)".format(
+                                     label, entry["objects"], entry["recall"],
+                                     entry["precision"], entry["true_positives"],
+                                     entry["false_positives"]))
     return lines
 
 

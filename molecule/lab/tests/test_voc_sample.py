@@ -38,3 +38,25 @@ def test_archive_layout_heldout_and_unknown_label(tmp_path):
     texts = [(unknown / n).read_text(encoding="utf-8-sig") for n in sorted(os.listdir(
         str(unknown))) if n.endswith(".xml")]
     assert sum("<name>hexagon</name>" in t for t in texts) == 1
+
+
+def test_kit_report_counts_per_class():
+    import kit_report  # noqa: PLC0415 - next to the sample
+
+    truth = {"images": [{"file": "a.jpg", "ignore": [], "faces": [
+        {"box": [0, 0, 100, 100], "label": "circle"},
+        {"box": [200, 200, 300, 300], "label": "square"}]}]}
+    lines = [{"version": "v1", "camera_frame": 0, "faces": [
+        # Right place, right class; right place, wrong class; a box on nothing.
+        {"label": "circle", "score": 0.9, "box": [0, 0, 100, 100]},
+        {"label": "triangle", "score": 0.8, "box": [200, 200, 100, 100]},
+        {"label": "square", "score": 0.7, "box": [400, 0, 50, 50]}]}]
+    result = kit_report.evaluate(lines, truth, ["a.jpg"], "v1")
+    assert (result["true_positives"], result["false_positives"], result["faces"]) == (1, 2, 2)
+    assert result["classes"]["circle"] == {"objects": 1, "true_positives": 1,
+                                           "false_positives": 0, "recall": 1.0,
+                                           "precision": 1.0}
+    assert result["classes"]["square"]["recall"] == 0.0
+    assert result["classes"]["square"]["precision"] == 0.0
+    assert result["classes"]["triangle"]["objects"] == 0
+    assert result["classes"]["triangle"]["recall"] is None
