@@ -44,7 +44,7 @@ def read_labels(path):
     from facekit.model.labels import read_label_map  # noqa: PLC0415
 
     try:
-        names = read_label_map(path, field="name")
+        names = read_label_map(path, label_field="name")
     except ModelError as exc:
         raise DatasetError("label map {}".format(exc)) from None
     except OSError as exc:

@@ -36,10 +36,10 @@ def _tokens(path, text):
         pos = match.end()
 
 
-def read_label_map(path, field="display_name"):
+def read_label_map(path, label_field="display_name"):
     """Labels of the label map at `path`, in id order (id 1 first).
 
-    field: "display_name" (a class's display_name when given, else its name: what people
+    label_field: "display_name" (a class's display_name when given, else its name: what people
     read, for labels.txt) or "name" (what the records' class text must match, for the
     dataset tools)."""
     with open(path, "r", encoding="utf-8") as fh:
@@ -77,10 +77,10 @@ def read_label_map(path, field="display_name"):
             raise ModelError("{}:{}: item needs an id and a name".format(path, line))
         if item["id"] in items:
             raise ModelError("{}:{}: id {} appears twice".format(path, line, item["id"]))
-        if field == "name" and not item.get("name"):
+        if label_field == "name" and not item.get("name"):
             raise ModelError("{}:{}: item {} has no name (the records match classes by "
                              "name)".format(path, line, item["id"]))
-        items[item["id"]] = (item.get("display_name") if field == "display_name" else None) \
+        items[item["id"]] = (item.get("display_name") if label_field == "display_name" else None) \
             or item["name"]
     if sorted(items) != list(range(1, len(items) + 1)):
         raise ModelError("{}: ids are {}: they must be 1..{} (0 is the background)".format(
