@@ -354,7 +354,7 @@ def build_parts(python36, state):
                           "--background", "--restart", "--check-pin", "--python36",
                           python36 or "none"],
              needs=["venv"], skip_reason=lambda: "" if python36 else "no Python 3.6",
-             about="stand-in server: Python 3.6 wheelhouse, protoc, models, WIDER sample"),
+             about="stand-in server: Python 3.6 wheelhouse, protoc, models, WIDER and VOC samples"),
         Part("venv-py36", make + ["py36"], needs=["venv"],
              about="the training host's stack on Python 3.6 (.venv-py36)"),
         Part("venv-kit", make + ["kit-env"], needs=["venv"],
