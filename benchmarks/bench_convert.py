@@ -1,4 +1,5 @@
-"""Benchmark `facekit dataset convert` against the seed tutorial's three-step approach.
+"""Benchmark `facekit dataset convert` against the seed tutorial's three-step approach, and its
+LabelImg path (`--format voc`, the same images as one VOC XML per image) against the WIDER path.
 
 Not part of pass/fail: prints a table of images/s and peak memory. See README.md here.
 
@@ -124,6 +125,31 @@ def build_dataset(cache, count):
         os.replace(annotations + ".tmp", annotations)
     total = sum(os.path.getsize(os.path.join(images, _image_path(i))) for i in range(count))
     return annotations, images, total
+
+
+def build_voc(cache, count):
+    """The same images as a LabelImg folder: one VOC XML per image under cache/n<count>/voc,
+    mirroring the event folders, <filename> relative to the images folder; every face a box."""
+    voc_dir = os.path.join(cache, "n{}".format(count), "voc")
+    done = os.path.join(voc_dir, ".complete")
+    if os.path.exists(done):
+        return voc_dir
+    for i in range(count):
+        path = _image_path(i)
+        target = os.path.join(voc_dir, os.path.splitext(path)[0] + ".xml")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        objects = "".join(
+            "<object><name>face</name><pose>Unspecified</pose><truncated>0</truncated>"
+            "<difficult>0</difficult><bndbox><xmin>{}</xmin><ymin>{}</ymin><xmax>{}</xmax>"
+            "<ymax>{}</ymax></bndbox></object>\n".format(x, y, x + w, y + h)
+            for x, y, w, h in (face[:4] for face in _faces(i)) if w > 0 and h > 0)
+        with open(target, "w") as fh:
+            fh.write("<annotation><folder>images</folder><filename>{}</filename><size><width>{}"
+                     "</width><height>{}</height><depth>3</depth></size>\n{}</annotation>\n"
+                     .format(path, WIDTH, HEIGHT, objects))
+    with open(done, "w") as fh:
+        fh.write("ok\n")
+    return voc_dir
 
 
 # ------------------------------------------------------ the seed tutorial's approach
@@ -291,6 +317,11 @@ def child(args):
     start = time.perf_counter()
     if args.child == "baseline":
         seed_baseline(args.annotations, args.images_dir, args.out)
+    elif args.child == "voc":
+        from facekit.dataset.vocconvert import convert_voc  # noqa: PLC0415
+
+        convert_voc(args.annotations, args.out, images_dir=args.images_dir,
+                    workers=args.workers, progress=False)
     else:
         from facekit.dataset.convert import convert  # noqa: PLC0415
 
@@ -352,6 +383,11 @@ def measure(args, cache):
     # the training stage itself needs only the records.
     results.append(run_variant("ours-no-voc", annotations, images, args.images, cache,
                                workers=1, repeat=args.repeat))
+    # The LabelImg path on the same images (both splits, XML read instead of written).
+    voc_dir = build_voc(cache, args.images)
+    for workers in (1, 2):
+        results.append(run_variant("voc", voc_dir, images, args.images, cache,
+                                   workers=workers, repeat=args.repeat))
     extra = []
     if args.scale_images:
         extra.append(args.scale_images)
@@ -361,6 +397,10 @@ def measure(args, cache):
         annotations, images, _ = build_dataset(cache, count)
         results.append(run_variant("ours", annotations, images, count, cache, workers=2))
     return results
+
+
+def _suffix(variant):
+    return {"ours-no-voc": " --no-voc", "voc": " --format voc"}.get(variant, "")
 
 
 def main(argv=None):
@@ -384,7 +424,7 @@ def main(argv=None):
                         default=os.path.join(tempfile.gettempdir(), "facekit-bench"),
                         help="where the synthetic images are generated once and reused "
                              "(default: %(default)s)")
-    parser.add_argument("--child", choices=("ours", "ours-no-voc", "baseline"),
+    parser.add_argument("--child", choices=("ours", "ours-no-voc", "baseline", "voc"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--annotations", help=argparse.SUPPRESS)
     parser.add_argument("--images-dir", help=argparse.SUPPRESS)
@@ -409,8 +449,7 @@ def main(argv=None):
         "variant", "images", "seconds", "images/s", "base MiB", "peak MiB", "workers MiB"))
     for r in results:
         name = "seed baseline" if r["variant"] == "baseline" else \
-            "convert --workers {}{}".format(
-                r["workers"], " --no-voc" if r["variant"] == "ours-no-voc" else "")
+            "convert --workers {}{}".format(r["workers"], _suffix(r["variant"]))
         print("{:<31} {:>7} {:>9.2f} {:>9.0f} {:>10.0f} {:>11.0f} {:>12}".format(
             name, r["images"], r["seconds"], r["rate"], r["base"], r["peak"],
             "{:.0f}".format(r["workers_peak"]) if r["workers"] > 1 else "-"))
@@ -419,8 +458,7 @@ def main(argv=None):
         for r in results:
             if r["variant"] != "baseline" and r["images"] == args.images:
                 print("ratio convert --workers {}{} / baseline: {:.1f}x images/s".format(
-                    r["workers"], " --no-voc" if r["variant"] == "ours-no-voc" else "",
-                    r["rate"] / base[0]["rate"]))
+                    r["workers"], _suffix(r["variant"]), r["rate"] / base[0]["rate"]))
     print("(seconds: best of {} at {} images, single runs above that; they exclude interpreter "
           "start and library imports. base MiB = RSS after the imports; peak "
           "MiB = VmHWM of the main process; workers MiB = largest worker VmHWM, sampled "
