@@ -109,9 +109,10 @@ def kit_lines(kits, frames_dir):
                 ", ".join("{} {:.2f} at {}".format(f["label"], f["score"], f["box"])
                           for f in last.get("faces") or []) or "no faces"))
         if det["faces"]:
-            lines.append("    held-out images: {} shown, {} faces: recall {}, precision {} "
+            what = "faces" if set(det["classes"]) <= {"face"} else "objects"
+            lines.append("    held-out images: {} shown, {} {}: recall {}, precision {} "
                          "({} true, {} false positives)".format(
-                             det["images"], det["faces"], det["recall"], det["precision"],
+                             det["images"], det["faces"], what, det["recall"], det["precision"],
                              det["true_positives"], det["false_positives"]))
             if len(det["classes"]) > 1:
                 for label, entry in det["classes"].items():
