@@ -1,4 +1,5 @@
-"""`facekit dataset ...`: WIDER FACE -> VOC XML, CSV, TFRecord, label map and dataset.json.
+"""`facekit dataset ...`: WIDER FACE (or, with convert --format voc, a LabelImg / Pascal VOC
+folder) -> VOC XML, CSV, TFRecord, label map and dataset.json.
 
 The conversion (pandas, lxml, TensorFlow behind it) is imported inside each _cmd_*
 function: building the parser, which every `facekit` command does, imports none of it.
@@ -118,8 +119,9 @@ def _filters(args):
 
 
 def _drops(part):
-    nonzero = ["{} {}".format(k, v) for k, v in part["dropped"].items() if v]
-    return ", ".join(nonzero) if nonzero else "none"
+    from facekit.dataset.pipeline import drops_text  # noqa: PLC0415
+
+    return drops_text(part)
 
 
 def _print_counts(name, entry):
@@ -266,10 +268,12 @@ def _annotation_flags(parser):
 def add_group(groups):
     """The `dataset` group and its commands, on the `facekit` parser's subparsers."""
     dataset = groups.add_parser(
-        "dataset", help="convert WIDER FACE into Object Detection API training data",
+        "dataset", help="convert WIDER FACE or a LabelImg / Pascal VOC folder into Object "
+                        "Detection API training data",
         description="Convert WIDER FACE annotations and images into Pascal VOC XML, the seed "
                     "tutorial's CSV, TFRecord shards for the TensorFlow Object Detection API, "
-                    "label_map.pbtxt and a dataset.json manifest.",
+                    "label_map.pbtxt and a dataset.json manifest; `convert --format voc` takes a "
+                    "LabelImg / Pascal VOC folder of any classes instead.",
         epilog=_DATASET_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = dataset.add_subparsers(dest="command",
                                       metavar="{inspect,convert,to-voc,to-csv,to-tfrecord}")

@@ -42,15 +42,18 @@ def new_stats():
     ])
 
 
-def image_problem(problem, where, stats, faces_lost, strict):
-    """Count (and log) an image that cannot be used, or raise under --strict."""
+def image_problem(problem, where, stats, lost, strict, *, boxes="faces"):
+    """Count (and log) an image that cannot be used, or raise under --strict.
+
+    lost: how many of its boxes go with it, counted under stats[boxes] ("faces" for WIDER,
+    "objects" for a VOC data set) as image_<kind>."""
     message = "{} ({})".format(problem.reason, where)
     if strict:
         raise ImageError("{}; fix or remove it, or run without --strict to skip such "
                          "images".format(message))
     log.warning("skipping image %s: %s", problem.path, message)
     stats["images"]["dropped"][problem.kind] += 1
-    stats["faces"]["dropped"]["image_" + problem.kind] += faces_lost
+    stats[boxes]["dropped"]["image_" + problem.kind] += lost
 
 
 def kept_images(annotations, images_dir, config, stats, *, workers=1, strict=False,
@@ -106,9 +109,15 @@ def kept_images(annotations, images_dir, config, stats, *, workers=1, strict=Fal
         results.close()
 
 
+def drops_text(part):
+    """'reason n, ...' of the non-zero drop counts of a stats part, or 'none'."""
+    nonzero = ["{} {}".format(k, v) for k, v in part["dropped"].items() if v]
+    return ", ".join(nonzero) if nonzero else "none"
+
+
 def check_totals(stats):
-    """Fail loudly if a code path ever lost count of an image or a face."""
-    for what in ("images", "faces"):
+    """Fail loudly if a code path ever lost count of an image or a box."""
+    for what in stats:
         part = stats[what]
         accounted = part["kept"] + sum(part["dropped"].values())
         if accounted != part["total"]:

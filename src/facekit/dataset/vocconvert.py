@@ -18,16 +18,16 @@ import logging
 import os
 
 from facekit import interrupts
-from facekit.dataset import vocsource
+from facekit.dataset import pipeline, vocsource
 from facekit.dataset.convert import abort_all, shard_entries
 from facekit.dataset.csvfile import CsvWriter
-from facekit.dataset.errors import DatasetError, ImageError
+from facekit.dataset.errors import DatasetError
 from facekit.dataset.images import ImageProblem, attach_bytes, inspect_job
 from facekit.dataset.labelmap import check_labels, read_labels, write_label_map
 from facekit.dataset.manifest import ImageDigest, tool_versions, update_manifest
 from facekit.dataset.parallel import ordered_map
 from facekit.dataset.tfrecord import ShardedWriter
-from facekit.dataset.vocxml import parse_file
+from facekit.dataset.vocxml import parse_bytes, read_file
 from facekit.lock import claim_output
 from facekit.progress import track
 
@@ -54,14 +54,6 @@ def new_stats():
                                     ("objects", part(OBJECT_REASONS))])
 
 
-def check_totals(stats):
-    for what in ("images", "objects"):
-        part = stats[what]
-        if part["kept"] + sum(part["dropped"].values()) != part["total"]:
-            raise AssertionError("{}: {} total but {} kept + dropped".format(
-                what, part["total"], part["kept"] + sum(part["dropped"].values())))
-
-
 class Split(object):
     """One split's annotations as read: where they are and the parsed files."""
 
@@ -76,11 +68,10 @@ class Split(object):
     def read(self):
         for path in self.paths:
             interrupts.check()
-            annotation = parse_file(path)
+            data = read_file(path)
             rel = os.path.relpath(path, self.annotations_dir).replace(os.sep, "/")
-            with open(path, "rb") as fh:
-                self.digest.update(rel.encode("utf-8") + b"\0" + fh.read() + b"\0")
-            self.annotations.append(annotation)
+            self.digest.update(rel.encode("utf-8") + b"\0" + data + b"\0")
+            self.annotations.append(parse_bytes(path, data))
         return self
 
     def annotation_input(self):
@@ -177,30 +168,41 @@ def _boxes(annotation, info, ids, stats, counter):
     return boxes
 
 
-def _image_problem(problem, annotation, lost, stats, strict):
-    message = "{} (the image of {})".format(problem.reason, annotation.path)
-    if strict:
-        raise ImageError("{}; fix or remove it, or run without --strict to skip such "
-                         "images".format(message))
-    log.warning("skipping image %s: %s", problem.path, message)
-    stats["images"]["dropped"][problem.kind] += 1
-    stats["objects"]["dropped"]["image_" + problem.kind] += lost
+def _missing(annotation, images_dir):
+    stems = sorted(set(s for s in (os.path.splitext(os.path.basename(annotation.filename))[0],
+                                   os.path.basename(annotation.path)[:-4]) if s))
+    return ImageProblem(annotation.filename or annotation.path, "missing",
+                        "no image for it: looked for <filename> {!r} and the stems {} with "
+                        ".jpg, .jpeg or .png beside the XML file and in {}".format(
+                            annotation.filename, ", ".join(stems), images_dir))
 
 
-def _jobs(split, stats, ids, keep_empty):
-    """(annotation, image path or None) of the images worth opening, in file order."""
+def _jobs(split, stats, ids, keep_empty, strict):
+    """(annotation, image path) of the images worth opening, in file order; an image that
+    is not found is counted (or raised under --strict) here, without a reader's round trip."""
     for annotation in split.annotations:
         interrupts.check()
         stats["images"]["total"] += 1
         stats["objects"]["total"] += len(annotation.objects)
-        usable = [o for o in annotation.objects if o.name in ids]
-        if not usable and not keep_empty:
+        known = sum(1 for o in annotation.objects if o.name in ids)
+        if not known and not keep_empty:
             stats["images"]["dropped"]["no_objects"] += 1
             stats["objects"]["dropped"]["unknown_label"] += len(annotation.objects)
             continue
         image = vocsource.find_image(annotation.path, annotation.filename,
                                      split.annotations_dir, split.images_dir)
+        if image is None:
+            _lost(annotation, known, _missing(annotation, split.images_dir), stats, strict)
+            continue
         yield annotation, image
+
+
+def _lost(annotation, known, problem, stats, strict):
+    """Count an annotation whose image cannot be used: its known objects go with the image,
+    the others count as unknown labels (they would have been dropped anyway)."""
+    stats["objects"]["dropped"]["unknown_label"] += len(annotation.objects) - known
+    pipeline.image_problem(problem, "the image of {}".format(annotation.path), stats, known,
+                           strict, boxes="objects")
 
 
 def _write_split(split, output_dir, labels, *, shards, workers, strict, keep_empty, csv,
@@ -218,31 +220,17 @@ def _write_split(split, output_dir, labels, *, shards, workers, strict, keep_emp
         writers.append(csv_writer)
     inline = workers <= 1
 
-    def job_of(item):
-        # No image found: the reader is asked for a path that cannot exist (its answer is
-        # replaced below by one that says where the image was looked for).
-        return split.images_dir, item[1] or os.devnull + ".missing", inline
-
-    results = ordered_map(inspect_job, _jobs(split, stats, ids, keep_empty), job_of, workers)
+    results = ordered_map(inspect_job, _jobs(split, stats, ids, keep_empty, strict),
+                          lambda item: (split.images_dir, item[1], inline), workers)
     try:
-        for (annotation, image), info in track(results, "convert " + split.name,
-                                               len(split.annotations), enabled=progress):
+        for (annotation, _), info in track(results, "convert " + split.name,
+                                           len(split.annotations), enabled=progress):
             interrupts.check()
-            if image is None:
-                info = ImageProblem(  # noqa: PLW2901
-                    annotation.filename or annotation.path, "missing",
-                    "no image for it: looked for <filename> {!r} and the stems {} with .jpg, "
-                    ".jpeg or .png beside the XML file and in {}".format(
-                        annotation.filename, ", ".join(sorted(set(
-                            s for s in (os.path.splitext(os.path.basename(
-                                annotation.filename))[0], os.path.basename(annotation.path)[:-4])
-                            if s))), split.images_dir))
             if not isinstance(info, ImageProblem) and info.data is None:
                 info = attach_bytes(split.images_dir, info)  # noqa: PLW2901
-            known = sum(1 for o in annotation.objects if o.name in ids)
             if isinstance(info, ImageProblem):
-                stats["objects"]["dropped"]["unknown_label"] += len(annotation.objects) - known
-                _image_problem(info, annotation, known, stats, strict)
+                _lost(annotation, sum(1 for o in annotation.objects if o.name in ids), info,
+                      stats, strict)
                 continue
             boxes = _boxes(annotation, info, ids, stats, counter)
             if not boxes and not keep_empty:
@@ -259,7 +247,7 @@ def _write_split(split, output_dir, labels, *, shards, workers, strict, keep_emp
             counter.add(boxes)
     finally:
         results.close()
-    check_totals(stats)
+    pipeline.check_totals(stats)
     return records, csv_writer, stats, counter, digest
 
 
@@ -305,7 +293,7 @@ def _convert(splits, output_dir, labels, options, *, shards, workers, strict, ke
                 raise DatasetError(
                     "no image of the {} split is left ({} annotation files; dropped: {}): "
                     "check that the images are there and the classes match".format(
-                        split.name, stats["images"]["total"], _drops(stats["images"])))
+                        split.name, stats["images"]["total"], pipeline.drops_text(stats["images"])))
         for writer in writers:
             writer.finish()
         interrupts.check()
@@ -346,7 +334,3 @@ def _convert(splits, output_dir, labels, options, *, shards, workers, strict, ke
             entries[split.name] = entry
     return entries
 
-
-def _drops(part):
-    nonzero = ["{} {}".format(k, v) for k, v in part["dropped"].items() if v]
-    return ", ".join(nonzero) if nonzero else "none"

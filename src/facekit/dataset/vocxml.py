@@ -115,11 +115,15 @@ def parse_bytes(path, data):
                          folder=_child_text(root, "folder") or "", size=size, objects=objects)
 
 
-def parse_file(path):
-    """A VocAnnotation of the XML file at `path`; AnnotationError when it cannot be read."""
+def read_file(path):
+    """The bytes of the XML file at `path`; AnnotationError when it cannot be read."""
     try:
         with open(path, "rb") as fh:
-            data = fh.read()
+            return fh.read()
     except OSError as exc:
         raise AnnotationError(path, 0, "cannot read it: {}".format(exc.strerror)) from None
-    return parse_bytes(path, data)
+
+
+def parse_file(path):
+    """A VocAnnotation of the XML file at `path`."""
+    return parse_bytes(path, read_file(path))
