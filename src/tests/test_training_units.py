@@ -1,6 +1,7 @@
-"""roles/detector_training's optional units, rendered as Ansible renders them: the eval job runs
-the checkout's evaluator on train/ into eval/ below the trainer's priority and with its hardening,
-TensorBoard listens on the loopback only and writes nothing."""
+"""roles/detector_training's units, rendered as Ansible renders them: the trainer runs the
+checkout's script (through facekit.model.threads on an mkl env), the eval job runs the checkout's
+evaluator on train/ into eval/ below the trainer's priority and with its hardening, TensorBoard
+listens on the loopback only and writes nothing."""
 
 import os
 import shlex
@@ -19,7 +20,11 @@ FACTS = {
     "__detector_training_research": "/opt/models/research",
     "__detector_training_entry_point": "object_detection/train.py",
     "__detector_training_eval_entry_point": "object_detection/eval.py",
+    # /etc/facekit/training.env of a stock env (roles/training_host writes no thread counts there).
+    "facekit_python_env": {"FACEKIT_PYTHON": "/opt/conda/envs/tf-cpu/bin/python"},
 }
+MKL_ENV = {"FACEKIT_PYTHON": "/opt/conda/envs/tf-mkl/bin/python",
+           "FACEKIT_INTRA_OP_THREADS": "4", "FACEKIT_INTER_OP_THREADS": "1"}
 
 
 def render(name, overrides=None):
@@ -83,3 +88,25 @@ def test_tensorboard_listens_on_the_loopback_and_writes_nothing():
     assert unit["User"] == ["facekit-train"]
     assert unit["ProtectSystem"] == ["strict"] and "ReadWritePaths" not in unit
     assert unit["NoNewPrivileges"] == ["true"] and unit["PrivateTmp"] == ["true"]
+
+
+def test_the_trainer_runs_the_checkouts_script_on_a_stock_env():
+    unit = render("facekit-training.service.j2")
+    argv = shlex.split(unit["ExecStart"][0])
+    assert argv[:2] == ["/opt/conda/envs/tf-cpu/bin/python",
+                        "/opt/models/research/object_detection/train.py"]
+    assert "--train_dir=%s/train" % WORK in argv
+
+
+def test_the_trainer_gets_the_sessions_pools_on_an_mkl_env():
+    unit = render("facekit-training.service.j2", {
+        "facekit_python_env": MKL_ENV,
+        "__detector_training_python": MKL_ENV["FACEKIT_PYTHON"]})
+    argv = shlex.split(unit["ExecStart"][0])
+    # systemd fills ${...} from EnvironmentFile= (the training host's training.env).
+    assert argv[:8] == [MKL_ENV["FACEKIT_PYTHON"], "-m", "facekit.model.threads",
+                        "--intra-op", "${FACEKIT_INTRA_OP_THREADS}",
+                        "--inter-op", "${FACEKIT_INTER_OP_THREADS}",
+                        "/opt/models/research/object_detection/train.py"]
+    assert unit["EnvironmentFile"] == ["/etc/facekit/training.env"]
+    assert "--pipeline_config_path=%s/pipeline.config" % WORK in argv

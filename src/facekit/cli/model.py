@@ -140,6 +140,25 @@ def _check_labels_fit(config, labels, labels_from):
                 "" if len(labels) == 1 else "s", ", ".join(labels)))
 
 
+def _read_trained_with(path):
+    """The TensorFlow builds a --trained-with file lists: one "name==version" a line, in the
+    order they trained ('#' lines and blank lines skipped)."""
+    builds = []
+    with open(path, "r", encoding="utf-8") as fh:
+        for number, text in enumerate(fh, 1):
+            build = text.strip()
+            if not build or build.startswith("#"):
+                continue
+            if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!_-]+$", build):
+                raise ModelError(
+                    "{}:{}: {!r} is not a TensorFlow build (name==version, e.g. "
+                    "intel-tensorflow==1.13.1): fix the line or remove it".format(
+                        path, number, build))
+            if build not in builds:
+                builds.append(build)
+    return builds
+
+
 def _cmd_model_bundle(args):
     from facekit.model import bundle, versions  # noqa: PLC0415
 
@@ -159,6 +178,8 @@ def _cmd_model_bundle(args):
         dataset_manifest=args.dataset_manifest, steps=args.steps, checkpoint=args.checkpoint,
         models_version=args.models_version, compiler_sha256=args.compiler_sha256,
         tensorflow_version=args.tensorflow_version or versions.tensorflow_version(),
+        tensorflow_build=args.tensorflow_build or versions.tensorflow_build(),
+        trained_with=_read_trained_with(args.trained_with) if args.trained_with else None,
         extra=dict(args.extra))
     print(json.dumps(result, sort_keys=True))
     return 0
@@ -342,6 +363,13 @@ def _add_bundle(commands):
     bundle_cmd.add_argument("--tensorflow-version", metavar="VERSION",
                             help="TensorFlow that exported the graph; default: the one "
                                  "installed where this runs (read from package metadata)")
+    bundle_cmd.add_argument("--tensorflow-build", metavar="NAME==VERSION",
+                            help="distribution of that TensorFlow, e.g. "
+                                 "intel-tensorflow==1.13.1; default: the installed one")
+    bundle_cmd.add_argument("--trained-with", metavar="FILE",
+                            help="file of the TensorFlow builds that trained the checkpoint, "
+                                 "one name==version a line (the training role appends one at "
+                                 "each start of the trainer); recorded as training.tensorflow")
     bundle_cmd.add_argument("--extra", type=argtypes.key_value, action="append", default=[],
                             metavar="KEY=VALUE",
                             help="an extra string recorded under \"extra\" in the manifest "

@@ -2,8 +2,9 @@
 
 A bundle is the directory ROOT/NAME/VERSION/ holding the files under fixed names
 (FILES) and manifest.json: the sha256 and size of every file, the labels, the anchor
-count, training steps and checkpoint, the dataset manifest's sha256 and counts, the
-pipeline config's sha256, and tool versions. Nothing time-dependent is recorded.
+count, training steps, checkpoint and the TensorFlow builds that trained it, the dataset
+manifest's sha256 and counts, the pipeline config's sha256, and tool versions (the TensorFlow
+that exported the graph among them). Nothing time-dependent is recorded.
 
 VERSION is the first 12 hex digits of the sha256 of the manifest's content without
 its name and version (canonical JSON: sorted keys, no spaces). It covers every file's
@@ -204,10 +205,14 @@ def _move_into_place(tmp, target, old):
 
 def create_bundle(name, output_root, *, graph, compiled, config, anchors, labels=("face",),
                   dataset_manifest=None, steps=None, checkpoint=None, models_version=None,
-                  compiler_sha256=None, tensorflow_version=None, extra=None):
+                  compiler_sha256=None, tensorflow_version=None, tensorflow_build=None,
+                  trained_with=None, extra=None):
     """Create ROOT/NAME/VERSION/ (see the module docstring); returns a dict for the CLI.
 
     labels: class names in id order (id 1 first), written as labels.txt.
+    tensorflow_version, tensorflow_build: the TensorFlow that exported the graph ("1.13.1",
+    "intel-tensorflow==1.13.1"); trained_with: the TensorFlow builds that trained the
+    checkpoint, in the order they did (None: not known). Both go into the manifest.
     Returns {"name", "version", "path", "created"}; created is False when an identical
     bundle was already in place.
     """
@@ -217,11 +222,12 @@ def create_bundle(name, output_root, *, graph, compiled, config, anchors, labels
     if not labels or not all(label.strip() and "\n" not in label for label in labels):
         raise BundleError("labels {!r}: give one or more non-empty class names".format(labels))
     tools = {"facekit": facekit.__version__, "python": platform.python_version(),
-             "tensorflow": tensorflow_version, "models_version": models_version,
-             "compiler_sha256": compiler_sha256}
+             "tensorflow": tensorflow_version, "tensorflow_build": tensorflow_build,
+             "models_version": models_version, "compiler_sha256": compiler_sha256}
     manifest = build_manifest(
         name, sources, labels, count_anchors(anchors),
-        training={"steps": steps, "checkpoint": checkpoint},
+        training={"steps": steps, "checkpoint": checkpoint,
+                  "tensorflow": list(trained_with) if trained_with is not None else None},
         dataset=dataset_summary(dataset_manifest) if dataset_manifest else None,
         tools=tools, extra=dict(extra or {}))
     version = manifest["version"]

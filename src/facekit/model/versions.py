@@ -34,6 +34,22 @@ def installed_version(*names):
     return None
 
 
+# Builds whose wheel also registers as "tensorflow": looked for first.
+TENSORFLOW_BUILDS = ("intel-tensorflow",)
+
+
 def tensorflow_version():
     """The installed TensorFlow's version (None if there is none)."""
     return installed_version(*TENSORFLOW_DISTRIBUTIONS)
+
+
+def tensorflow_build():
+    """"name==version" of the installed TensorFlow distribution (None if there is none).
+
+    intel-tensorflow's wheel carries a tensorflow .dist-info of its own, so "tensorflow"
+    alone cannot tell the MKL build from the stock one: the builds are asked first."""
+    for name in TENSORFLOW_BUILDS + TENSORFLOW_DISTRIBUTIONS:
+        version = installed_version(name)
+        if version is not None:
+            return "{}=={}".format(name, version)
+    return None

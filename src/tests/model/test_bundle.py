@@ -97,7 +97,8 @@ def test_bundle_layout_and_manifest(inputs, capsys):
         "sha256": sha256_file(inputs.compiled)[0],
         "bytes": os.path.getsize(inputs.compiled)}
     assert manifest["config_sha256"] == sha256_file(inputs.config)[0]
-    assert manifest["training"] == {"steps": 20, "checkpoint": "train/model.ckpt-20"}
+    assert manifest["training"] == {"steps": 20, "checkpoint": "train/model.ckpt-20",
+                                    "tensorflow": None}
     assert manifest["dataset"]["sha256"] == sha256_file(inputs.dataset)[0]
     assert manifest["dataset"]["counts"] == {"train": {"images": 120, "faces": 300},
                                              "val": {"images": 20, "faces": 41}}
@@ -257,6 +258,37 @@ def test_bad_inputs_are_refused_before_anything_is_written(inputs, capsys, bad_r
     with pytest.raises(SystemExit):
         cli.main(inputs.args("--extra", "no-equals-sign"))
     assert "expected key=value" in capsys.readouterr().err
+
+
+def test_the_tensorflow_builds_that_trained_and_exported_are_recorded(inputs, capsys):
+    plain = make(capsys, inputs)
+    trained = inputs.write("trained_with.txt", b"tensorflow==1.7.1\n# resumed on MKL\n\n"
+                                               b"intel-tensorflow==1.13.1\ntensorflow==1.7.1\n")
+    result = make(capsys, inputs, "--trained-with", trained,
+                  "--tensorflow-build", "intel-tensorflow==1.13.1")
+    manifest = manifest_of(result)
+    # In the order they trained, each once.
+    assert manifest["training"]["tensorflow"] == ["tensorflow==1.7.1", "intel-tensorflow==1.13.1"]
+    assert manifest["tools"]["tensorflow_build"] == "intel-tensorflow==1.13.1"
+    # Which TensorFlow trained is part of what the model is: another version.
+    assert result["version"] != plain["version"]
+
+
+def test_the_installed_tensorflow_build_is_the_default(inputs, capsys):
+    from facekit.model import versions  # noqa: PLC0415
+
+    manifest = manifest_of(make(capsys, inputs))
+    assert manifest["tools"]["tensorflow_build"] == versions.tensorflow_build()
+    assert versions.tensorflow_build().split("==")[0] in (
+        versions.TENSORFLOW_BUILDS + versions.TENSORFLOW_DISTRIBUTIONS)
+
+
+def test_a_bad_line_of_trained_with_is_named_and_nothing_is_written(inputs, capsys):
+    trained = inputs.write("trained_with.txt", b"tensorflow==1.7.1\nintel tensorflow 1.13\n")
+    status, _, errors = run(capsys, inputs.args("--trained-with", trained))
+    assert status != 0
+    assert errors and trained + ":2:" in errors[0] and "name==version" in errors[0]
+    assert not os.path.exists(inputs.root)
 
 
 def test_extra_values_are_recorded(inputs, capsys):
