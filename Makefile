@@ -20,10 +20,10 @@ PY35_CODE := src/facekit/__init__.py src/facekit/errors.py src/facekit/files.py 
 	src/facekit/model/__init__.py src/facekit/model/errors.py src/facekit/model/anchors_file.py \
 	src/facekit/model/bundle.py src/facekit/detector
 
-.PHONY: help test check venv py36 kit-env lint pytest molecule lab lab-down bench bench-fleet clean
+.PHONY: help test check venv py36 py36-mkl kit-env lint pytest molecule lab lab-down bench bench-fleet bench-training clean
 
 help:
-	@echo "make lab        run site.yml on the local container lab: training host + 2 kits (LAB_KITS=N, LAB_DATASET=voc, LAB_TRAIN_STEPS=N,"
+	@echo "make lab        run site.yml on the local container lab: training host + 2 kits (LAB_KITS=N, LAB_DATASET=voc, LAB_TENSORFLOW=mkl|stock, LAB_TRAIN_STEPS=N,"
 	@echo "                LAB_SOURCES=real) and print a summary"
 	@echo "make test       install everything, lint, run pytest and every Molecule scenario, side by side where"
 	@echo "                they can (tools/suite.py), and end with a table of each part's result and seconds"
@@ -34,6 +34,7 @@ help:
 	@echo "make bench      the dataset conversion, kit decoder, WIDER scorer, eval run and software bonnet benchmarks (figures,"
 	@echo "                no pass/fail)"
 	@echo "make bench-fleet the deploy stage's time for fleets of 2, 5 and 10 kit containers"
+	@echo "make bench-training training steps/s on stock TensorFlow 1.7.1 and intel-tensorflow 1.13.1 (MKL)"
 	@echo "make lab-down   remove the lab containers and stop the stand-in server"
 
 # The suite's parts (venvs, lab image, stand-ins, lint, pytest, each scenario) run side by side
@@ -55,6 +56,10 @@ $(VENV)/.installed: requirements.txt pyproject.toml tools/bootstrap-venv.sh
 # src/tests/test_training_host_stack.py; skipped with a reason where no Python 3.6 exists.
 py36: venv
 	tools/py36-env.sh .venv-py36
+
+# The same with training_host_tensorflow: mkl's pins (intel-tensorflow 1.13.1), for bench-training.
+py36-mkl: venv
+	tools/py36-env.sh .venv-py36-mkl mkl
 
 lint: venv
 	ansible-lint --profile production --strict
@@ -92,5 +97,10 @@ bench: venv kit-env
 bench-fleet: venv
 	python benchmarks/bench_fleet.py
 
+# Training steps/s of the lab's config on stock TensorFlow 1.7.1 and intel-tensorflow 1.13.1, and
+# what the thread settings add (about 10 minutes; needs the lab's stand-ins: make lab or make test).
+bench-training: venv py36 py36-mkl
+	python benchmarks/bench_training.py
+
 clean:
-	rm -rf $(VENV) .venv-py36 .venv-kit .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-py36 .venv-py36-mkl .venv-kit .pytest_cache .ruff_cache

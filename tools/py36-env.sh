@@ -8,11 +8,21 @@
 # Python 3.6 is not packaged by Debian 12 or Ubuntu 22.04+: the script uses
 # the one tools/find-python36.sh finds ($PYTHON36, python3.6 on PATH, a pyenv build).
 # Without one it says so and exits 0; the tests then skip with that reason.
-# Usage: tools/py36-env.sh VENV_DIR   (the controller venv .venv must exist: its
-# PyYAML reads the role defaults)
+# Usage: tools/py36-env.sh VENV_DIR [stock|mkl]   (the controller venv .venv must exist:
+# its PyYAML reads the role defaults)
+#
+# mkl builds the training_host_tensorflow: mkl env instead: the role's
+# training_host_tensorflow_mkl_packages (intel-tensorflow 1.13.1 and its pins) with its
+# training_host_tensorflow_mkl_pip, plus the same pins of pillow, lxml, pandas and tqdm
+# (benchmarks/bench_training.py trains with it).
 set -euo pipefail
 
-venv=${1:?usage: $0 VENV_DIR}
+venv=${1:?usage: $0 VENV_DIR [stock|mkl]}
+flavour=${2:-stock}
+case $flavour in
+  stock | mkl) ;;
+  *) echo "py36-env: unknown flavour '$flavour' (stock or mkl)" >&2; exit 2 ;;
+esac
 here=$(cd "$(dirname "$0")/.." && pwd)
 defaults=$here/roles/training_host/defaults/main.yml
 
@@ -25,22 +35,33 @@ fi
 
 # The pins the training host's conda env gets, for the packages src/ imports.
 # (A command substitution, so that a failure here stops the script.)
-pin_lines=$("$here/.venv/bin/python" - "$defaults" <<'EOF'
+pin_lines=$("$here/.venv/bin/python" - "$defaults" "$flavour" <<'EOF'
 import sys, yaml
-wanted = {"tensorflow", "protobuf", "numpy", "pillow", "lxml", "pandas", "tqdm"}
+wanted = {"tensorflow", "protobuf", "numpy", "pillow", "lxml", "pandas", "tqdm", "matplotlib"}
 with open(sys.argv[1]) as handle:
-    pins = yaml.safe_load(handle)["training_host_conda_packages"]
+    defaults = yaml.safe_load(handle)
+pins = defaults["training_host_conda_packages"]
+first = ["pip==21.3.1"]
+if sys.argv[2] == "mkl":
+    mkl = defaults["training_host_tensorflow_mkl_packages"]
+    taken = {p.split("==")[0].lower() for p in mkl} | {"tensorflow"}
+    pins = mkl + [p for p in pins if p.split("==")[0].lower() not in taken]
+    wanted = (wanted - {"tensorflow"}) | {p.split("==")[0].lower() for p in mkl}
+    first = [defaults["training_host_tensorflow_mkl_pip"]]
 found = [p for p in pins if p.split("==")[0].lower() in wanted]
 missing = wanted - {p.split("==")[0].lower() for p in found}
 if missing:
     sys.exit("py36-env: training_host_conda_packages in %s pins none of: %s"
              % (sys.argv[1], ", ".join(sorted(missing))))
-print("\n".join(found))
+print("\n".join(first + found))
 EOF
 )
 mapfile -t pins <<<"$pin_lines"
+# The first line is the pip to install with (pip >= 20 refuses the intel-tensorflow wheel).
+pip_pin=${pins[0]}
+pins=("${pins[@]:1}")
 
-want=$(printf '%s\n' "$python" "${pins[@]}")
+want=$(printf '%s\n' "$python" "$pip_pin" "${pins[@]}")
 if [[ -f $venv/.installed && $(cat "$venv/.installed") == "$want" ]]; then
   exit 0
 fi
@@ -49,8 +70,20 @@ echo "py36-env: building $venv with $python: ${pins[*]}" >&2
 # leaves a half-installed env for the tests to trip over.
 rm -rf "$venv" "$venv.tmp"
 "$python" -m venv "$venv.tmp"
-# pip 21.3.1 is the last release for Python 3.6 (the one the role installs too).
-"$venv.tmp/bin/python" -m pip install --quiet --disable-pip-version-check pip==21.3.1
-"$venv.tmp/bin/python" -m pip install --quiet --disable-pip-version-check "${pins[@]}"
+# pip 21.3.1 is the last release for Python 3.6 (the one the role installs too). Its resolver
+# installs every pin but the intel-tensorflow wheel, which only the mkl pip (19.3.1) accepts;
+# that one goes in last, alone, without dependencies (they are among the pins).
+pip=("$venv.tmp/bin/python" -m pip install --quiet --disable-pip-version-check)
+"${pip[@]}" pip==21.3.1
+rest=() builds=()
+for pin in "${pins[@]}"; do
+  if [[ $pin == intel-tensorflow==* ]]; then builds+=("$pin"); else rest+=("$pin"); fi
+done
+"${pip[@]}" "${rest[@]}"
+if ((${#builds[@]})); then
+  "${pip[@]}" "$pip_pin"
+  "${pip[@]}" --no-deps "${builds[@]}"
+  "$venv.tmp/bin/python" -m pip check
+fi
 printf '%s\n' "$want" >"$venv.tmp/.installed"
 mv "$venv.tmp" "$venv"

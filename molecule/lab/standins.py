@@ -38,6 +38,7 @@ import http.server
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -215,7 +216,26 @@ def _interpreter_version(python):
         ) from error
 
 
-def build_wheelhouse_native(www, cache, python, build_packages, packages):
+# Distribution names of TensorFlow builds (roles/training_host/vars/main.yml has the same list).
+TENSORFLOW_NAMES = ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "intel-tensorflow")
+
+
+def _dist_name(pin):
+    """pip's normalized name of a requirement: lower case, runs of - _ . as one -."""
+    name = re.split(r"[=<>!~;\[ ]", pin, maxsplit=1)[0]
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def mkl_lists(build_packages, packages, mkl_packages, mkl_pip):
+    """What training_host_tensorflow: mkl installs, as the role composes it (tasks of
+    roles/training_host/vars/main.yml): the build list with mkl_pip for its pip, and the
+    listed pins minus every TensorFlow build and every name mkl_packages pins, then those."""
+    replaced = set(TENSORFLOW_NAMES) | {_dist_name(pin) for pin in mkl_packages}
+    build = [pin for pin in build_packages if _dist_name(pin) != "pip"] + [mkl_pip]
+    return build, [pin for pin in packages if _dist_name(pin) not in replaced] + list(mkl_packages)
+
+
+def build_wheelhouse_native(www, cache, python, build_packages, packages, *, mkl=None):
     """Wheels of every pin and dependency, built by `pip wheel` run with the target's own
     interpreter (a throwaway venv of it with pip==PY36_PIP).
 
@@ -225,10 +245,16 @@ def build_wheelhouse_native(www, cache, python, build_packages, packages):
     with --no-index and never compiles anything. Two passes, as the role installs them: the
     build packages first, then the rest built against them (--no-build-isolation: pycocotools'
     extension is compiled against the pinned numpy, not whatever a fresh build env picks).
-    Cached by content of the request (pins, interpreter path and version)."""
+    Cached by content of the request (pins, interpreter path and version).
+
+    mkl: (mkl_packages, mkl_pip) of the role's training_host_tensorflow: mkl, or None. Their
+    wheels join the wheelhouse: the pins built as above, the intel-tensorflow wheel downloaded
+    by mkl_pip (pip >= 20 refuses it: it holds two .dist-info directories), and the whole mkl
+    list is then installed offline by mkl_pip in a second throwaway venv, as the role will."""
     version = _interpreter_version(python)
     key = hashlib.sha256(
-        json.dumps([build_packages, sorted(packages), python, version, PY36_PIP]).encode()
+        json.dumps([build_packages, sorted(packages), python, version, PY36_PIP]
+                   + ([list(mkl[0]), mkl[1]] if mkl else [])).encode()
     ).hexdigest()[:16]
     cached = os.path.join(cache, "wheelhouse-native-" + key)
     if not os.path.exists(os.path.join(cached, ".complete")):
@@ -263,6 +289,9 @@ def build_wheelhouse_native(www, cache, python, build_packages, packages):
             # Proves the wheelhouse is complete: installs every pin offline, as the role will.
             run(["install", "--no-index", "--find-links", building] + list(packages))
             run(["check"])
+            if mkl:
+                _add_mkl_wheels(python, pip[3:], building, scratch, run,
+                                lists=(build_packages, packages), mkl=mkl)
             os.replace(building, cached)
         finally:
             shutil.rmtree(scratch)
@@ -274,6 +303,30 @@ def build_wheelhouse_native(www, cache, python, build_packages, packages):
             )
     return _link_wheelhouse(www, cached)
 
+
+
+def _add_mkl_wheels(python, pip_options, building, scratch, run, *, lists, mkl):
+    """The mkl choice's wheels into `building`, proved by an offline install with mkl_pip.
+    lists: (build_packages, packages); mkl: (mkl_packages, mkl_pip)."""
+    mkl_packages, mkl_pip = mkl
+    mkl_build, mkl_all = mkl_lists(lists[0], lists[1], mkl_packages, mkl_pip)
+    builds = [pin for pin in mkl_packages if _dist_name(pin) not in TENSORFLOW_NAMES]
+    tensorflow = [pin for pin in mkl_packages if _dist_name(pin) in TENSORFLOW_NAMES]
+    run(["wheel", "--no-build-isolation", "--wheel-dir", building, mkl_pip] + builds)
+    venv = os.path.join(scratch, "venv-mkl")
+    subprocess.run([python, "-m", "venv", venv], check=True, stdout=sys.stderr)
+    old_pip = [os.path.join(venv, "bin", "python"), "-m", "pip"] + list(pip_options)
+
+    def run_old(args):
+        LOG.info("running %s", " ".join(old_pip[2:] + args))
+        subprocess.run(old_pip + args, check=True, stdout=sys.stderr)
+
+    run_old(["install", "--no-index", "--find-links", building, mkl_pip])
+    if tensorflow:
+        run_old(["download", "--no-deps", "--dest", building] + tensorflow)
+    run_old(["install", "--no-index", "--find-links", building] + mkl_build)
+    run_old(["install", "--no-index", "--find-links", building] + mkl_all)
+    run_old(["check"])
 
 
 def role_defaults():
@@ -334,10 +387,13 @@ def build(args):
                 "standins.py: the Python 3.6 wheelhouse needs a Python 3.6 interpreter: none "
                 "was found (set FACEKIT_PY36 or PYTHON36, or pass --python36 PATH)"
             )
-        built.update(python=args.python36, build_packages=build_packages, packages=packages)
+        mkl = (defaults["training_host_tensorflow_mkl_packages"],
+               defaults["training_host_tensorflow_mkl_pip"])
+        built.update(python=args.python36, build_packages=build_packages, packages=packages,
+                     mkl_packages=mkl[0])
         if packages:
             built["wheels"] = build_wheelhouse_native(
-                www, args.cache, args.python36, build_packages, packages
+                www, args.cache, args.python36, build_packages, packages, mkl=mkl
             )
     else:
         packages = args.package
