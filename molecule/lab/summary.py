@@ -48,6 +48,10 @@ def bundle_lines(artifacts):
             current["name"], current["version"], os.path.relpath(bundle, REPO)))
         lines.append("  trained {} steps; {} files, sha256 of each in manifest.json".format(
             current.get("steps"), len(files)))
+        trained = (manifest.get("training") or {}).get("tensorflow")
+        lines.append("  trained with {}; exported with {}".format(
+            ", then ".join(trained) if trained else "(not recorded)",
+            (manifest.get("tools") or {}).get("tensorflow_build") or "(not recorded)"))
         for name in sorted(files):
             lines.append("    {:28s} {:>10,d} bytes  {}".format(
                 name, files[name].get("bytes", 0), files[name].get("sha256", "")[:16]))
@@ -124,10 +128,12 @@ def kit_lines(kits, frames_dir):
     return lines
 
 
-def real_lines(role_vars):
+def real_lines(role_vars, tensorflow=None):
     python = role_vars.get("training_host_venv_python", "Python 3.6")
     packages = role_vars.get("training_host_venv_packages", [])
     tf = next((p for p in packages if p.lower().startswith("tensorflow==")), "tensorflow")
+    if tensorflow == "mkl":
+        tf = "training_host_tensorflow mkl: intel-tensorflow in place of " + tf
     return [
         "ran for real:",
         "  provision  Debian 12 container; venv from {} with the role's conda pins ({}, {} "
@@ -177,6 +183,8 @@ def main(argv=None):
     parser.add_argument("--kits", default="", help="the kit containers, comma-separated")
     parser.add_argument("--frames", help="the bonnets' frames (default: the stand-ins' held-out "
                                          "images)")
+    parser.add_argument("--tensorflow", choices=("stock", "mkl"),
+                        help="the training host's training_host_tensorflow (lab.sh's choice)")
     args = parser.parse_args(argv)
     role_vars = _load(os.path.join(args.standins, "role_vars.json")) or {}
     server = _load(os.path.join(args.standins, "server.json")) or {}
@@ -186,7 +194,7 @@ def main(argv=None):
     frames = args.frames or os.path.join(args.standins, "www", "widerface", "heldout")
     lines += kit_lines([k for k in args.kits.split(",") if k], frames)
     if role_vars:
-        lines += real_lines(role_vars)
+        lines += real_lines(role_vars, args.tensorflow)
         lines += standin_lines(role_vars, server.get("built"))
     else:
         lines.append("sources: the real ones (LAB_SOURCES=real); stand-ins only for the Raspberry "

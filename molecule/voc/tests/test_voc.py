@@ -110,3 +110,46 @@ def test_side_effect_refusals():
     conversion = observed["conversion_refusal"]
     assert "'triangle'" in conversion and ".xml:" in conversion
     assert observed["dataset_json_unchanged"] is True
+    mkl = observed["mkl_refusal"]
+    assert "lacks avx," in mkl and "training_host_tensorflow: stock" in mkl, mkl
+
+
+def test_the_training_env_is_intel_tensorflow(host):
+    _only(host, "facekit-voc-train")
+    env = dict(line.split("=", 1) for line in
+               host.file("/etc/facekit/training.env").content_string.splitlines()
+               if line and not line.startswith("#"))
+    assert env["FACEKIT_PYTHON"] == "/opt/facekit/venvs/tf-mkl/bin/python"
+    assert env["FACEKIT_TENSORFLOW"] == "intel-tensorflow==1.13.1"
+    cores = int(host.check_output("nproc --all"))
+    assert 1 <= int(env["OMP_NUM_THREADS"]) <= cores
+    assert env["FACEKIT_INTRA_OP_THREADS"] == env["OMP_NUM_THREADS"]
+    assert env["FACEKIT_INTER_OP_THREADS"] == "1"
+    unit = host.file("/etc/systemd/system/facekit-training-%s.service" % MODEL).content_string
+    assert "-m facekit.model.threads --intra-op ${FACEKIT_INTRA_OP_THREADS}" in unit
+    probe = host.check_output(
+        env["FACEKIT_PYTHON"] + " -c 'import tensorflow as tf; print(tf.__version__, "
+        "tf.pywrap_tensorflow.IsMklEnabled())' 2>/dev/null")
+    assert probe.split() == ["1.13.1", "True"]
+    # The stock env the image came with is still there, untouched: switching back costs nothing.
+    assert host.file("/opt/facekit/venvs/tf-cpu/bin/python").exists
+
+
+def test_the_manifest_says_which_tensorflow_trained_and_exported():
+    current = _current()
+    with open(os.path.join(ARTIFACTS, current["version"], "manifest.json")) as handle:
+        manifest = json.load(handle)
+    assert manifest["training"]["tensorflow"] == ["intel-tensorflow==1.13.1"]
+    assert manifest["tools"]["tensorflow_build"] == "intel-tensorflow==1.13.1"
+    assert manifest["tools"]["tensorflow"] == "1.13.1"
+
+
+def test_the_graph_exported_by_intel_tensorflow_passes_the_compiler_check(host):
+    """The check walks the compiler's path: only the ops TensorFlow 1.7 writes there (no AddV2)."""
+    _only(host, "facekit-voc-train")
+    graph = WORK + "/export/frozen_inference_graph.pb"
+    result = host.run("set -a; . /etc/facekit/training.env; $FACEKIT_PYTHON -m facekit.cli model "
+                      "check --json --config " + WORK + "/pipeline.config " + graph)
+    assert result.rc == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True and report["tensorflow"] == "1.13.1"
