@@ -372,3 +372,20 @@ def test_summary_shows_the_bundles_evaluation_and_where_its_report_is(tmp_path):
     assert lines[1].startswith("  report (pictures, PR curves): ")
     assert lines[1].endswith(os.path.join("abc", "report.html"))
     assert "not evaluated" in summary.evaluation_lines(str(bundle), {"files": {}})[0]
+
+
+def test_summary_says_which_tensorflow_trained_and_exported(tmp_path):
+    model = tmp_path / "face_ssd_embedded"
+    (model / "abc").mkdir(parents=True)
+    (model / "current.json").write_text(json.dumps(
+        {"name": "face_ssd_embedded", "version": "abc", "steps": 1500}))
+    manifest = {"files": {}, "training": {"tensorflow": ["intel-tensorflow==1.13.1"]},
+                "tools": {"tensorflow": "1.13.1", "tensorflow_build": "intel-tensorflow==1.13.1"}}
+    (model / "abc" / "manifest.json").write_text(json.dumps(manifest))
+    lines = summary.bundle_lines(str(tmp_path))
+    assert ("  trained with intel-tensorflow==1.13.1; exported with intel-tensorflow==1.13.1"
+            in lines)
+    manifest["training"]["tensorflow"] = None
+    (model / "abc" / "manifest.json").write_text(json.dumps(manifest))
+    assert "  trained with (not recorded); exported with intel-tensorflow==1.13.1" in \
+        summary.bundle_lines(str(tmp_path))
