@@ -59,6 +59,7 @@ import widerface_sample  # noqa: E402
 from digest import file_sha256  # noqa: E402
 
 from facekit.files import pid_alive  # noqa: E402 - the controller venv has facekit (editable)
+from facekit.model import versions  # noqa: E402
 
 LOG = logging.getLogger("standins")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -216,11 +217,12 @@ def _interpreter_version(python):
         ) from error
 
 
-# Distribution names of TensorFlow builds (roles/training_host/vars/main.yml has the same list).
-TENSORFLOW_NAMES = ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "intel-tensorflow")
+# Distribution names of TensorFlow builds, as facekit looks them up (the Jinja of
+# roles/training_host/vars/main.yml lists the same; playbooks/tests compares what both compose).
+TENSORFLOW_NAMES = versions.TENSORFLOW_BUILDS + versions.TENSORFLOW_DISTRIBUTIONS
 
 
-def _dist_name(pin):
+def dist_name(pin):
     """pip's normalized name of a requirement: lower case, runs of - _ . as one -."""
     name = re.split(r"[=<>!~;\[ ]", pin, maxsplit=1)[0]
     return re.sub(r"[-_.]+", "-", name).lower()
@@ -230,9 +232,9 @@ def mkl_lists(build_packages, packages, mkl_packages, mkl_pip):
     """What training_host_tensorflow: mkl installs, as the role composes it (tasks of
     roles/training_host/vars/main.yml): the build list with mkl_pip for its pip, and the
     listed pins minus every TensorFlow build and every name mkl_packages pins, then those."""
-    replaced = set(TENSORFLOW_NAMES) | {_dist_name(pin) for pin in mkl_packages}
-    build = [pin for pin in build_packages if _dist_name(pin) != "pip"] + [mkl_pip]
-    return build, [pin for pin in packages if _dist_name(pin) not in replaced] + list(mkl_packages)
+    replaced = set(TENSORFLOW_NAMES) | {dist_name(pin) for pin in mkl_packages}
+    build = [pin for pin in build_packages if dist_name(pin) != "pip"] + [mkl_pip]
+    return build, [pin for pin in packages if dist_name(pin) not in replaced] + list(mkl_packages)
 
 
 def build_wheelhouse_native(www, cache, python, build_packages, packages, *, mkl=None):
@@ -310,8 +312,8 @@ def _add_mkl_wheels(python, pip_options, building, scratch, run, *, lists, mkl):
     lists: (build_packages, packages); mkl: (mkl_packages, mkl_pip)."""
     mkl_packages, mkl_pip = mkl
     mkl_build, mkl_all = mkl_lists(lists[0], lists[1], mkl_packages, mkl_pip)
-    builds = [pin for pin in mkl_packages if _dist_name(pin) not in TENSORFLOW_NAMES]
-    tensorflow = [pin for pin in mkl_packages if _dist_name(pin) in TENSORFLOW_NAMES]
+    builds = [pin for pin in mkl_packages if dist_name(pin) not in TENSORFLOW_NAMES]
+    tensorflow = [pin for pin in mkl_packages if dist_name(pin) in TENSORFLOW_NAMES]
     run(["wheel", "--no-build-isolation", "--wheel-dir", building, mkl_pip] + builds)
     venv = os.path.join(scratch, "venv-mkl")
     subprocess.run([python, "-m", "venv", venv], check=True, stdout=sys.stderr)

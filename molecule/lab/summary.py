@@ -4,7 +4,7 @@ Vision Kit runs and detects, what ran for real in the lab, and which stand-ins s
 machine cannot reach.
 
     summary.py --standins .cache/lab/standins [--artifacts artifacts/models] [--seconds N]
-               [--kits facekit-lab-kit1,facekit-lab-kit2]
+               [--kits facekit-lab-kit1,facekit-lab-kit2] [--tensorflow stock|mkl]
 
 Reads the role variables standins.py wrote (role_vars.json, server.json) and the bundle the
 training stage fetched (artifacts/models/<name>/current.json and its manifest.json).
@@ -129,11 +129,19 @@ def kit_lines(kits, frames_dir):
 
 
 def real_lines(role_vars, tensorflow=None):
+    import standins  # noqa: PLC0415 - next to this file: the role's package lists
+
     python = role_vars.get("training_host_venv_python", "Python 3.6")
     packages = role_vars.get("training_host_venv_packages", [])
-    tf = next((p for p in packages if p.lower().startswith("tensorflow==")), "tensorflow")
     if tensorflow == "mkl":
-        tf = "training_host_tensorflow mkl: intel-tensorflow in place of " + tf
+        # What the role installs for mkl: the listed pins composed with the mkl ones.
+        defaults = standins.role_defaults()
+        packages = standins.mkl_lists(
+            role_vars.get("training_host_venv_build_packages", []), packages,
+            defaults["training_host_tensorflow_mkl_packages"],
+            defaults["training_host_tensorflow_mkl_pip"])[1]
+    tf = next((p for p in packages if standins.dist_name(p) in standins.TENSORFLOW_NAMES),
+              "tensorflow")
     return [
         "ran for real:",
         "  provision  Debian 12 container; venv from {} with the role's conda pins ({}, {} "

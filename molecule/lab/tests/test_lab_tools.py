@@ -23,6 +23,7 @@ sys.path.insert(0, LAB)
 sys.path.insert(0, os.path.join(REPO, "src"))
 
 import bonnet_compiler_standin as compiler  # noqa: E402
+import standins  # noqa: E402
 import summary  # noqa: E402
 import widerface_sample as sample  # noqa: E402
 
@@ -389,3 +390,16 @@ def test_summary_says_which_tensorflow_trained_and_exported(tmp_path):
     (model / "abc" / "manifest.json").write_text(json.dumps(manifest))
     assert "  trained with (not recorded); exported with intel-tensorflow==1.13.1" in \
         summary.bundle_lines(str(tmp_path))
+
+
+def test_summary_counts_what_the_role_installs_for_each_tensorflow():
+    listed = ["tensorflow==1.7.1", "numpy==1.16.6", "pillow==8.4.0"]
+    role_vars = {"training_host_venv_packages": listed,
+                 "training_host_venv_build_packages": ["pip==21.3.1"]}
+    stock = summary.real_lines(role_vars, "stock")[1]
+    assert "(tensorflow==1.7.1, 3 packages)" in stock
+    mkl = summary.real_lines(role_vars, "mkl")[1]
+    assert "intel-tensorflow==1.13.1" in mkl and "tensorflow==1.7.1" not in mkl
+    # pillow stays; tensorflow and numpy give way to the mkl list's pins.
+    defaults = standins.role_defaults()
+    assert "{} packages".format(1 + len(defaults["training_host_tensorflow_mkl_packages"])) in mkl

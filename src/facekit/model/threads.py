@@ -30,8 +30,6 @@ def set_session_threads(intra_op, inter_op):
     from tensorflow.python.client import session  # noqa: PLC0415
 
     start = session.BaseSession.__init__
-    if getattr(start, "facekit_threads", None) is not None:
-        start = start.facekit_start
 
     def sized_start(self, target="", graph=None, config=None):
         sized = config_pb2.ConfigProto()
@@ -43,8 +41,6 @@ def set_session_threads(intra_op, inter_op):
             sized.inter_op_parallelism_threads = inter_op
         start(self, target, graph, sized)
 
-    sized_start.facekit_threads = (intra_op, inter_op)
-    sized_start.facekit_start = start
     session.BaseSession.__init__ = sized_start
 
 
