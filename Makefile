@@ -12,13 +12,10 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 # Code that runs on the training host (Python 3.6 + TensorFlow 1.7).
 PY36_CODE := src/facekit
-# Code that also runs on the Vision Kit (Python 3.5 on Raspbian Stretch images).
-# The cli package is in: `facekit model verify` runs on the kit and builds the whole parser (its
-# command groups import their stages lazily); the detector uses cli/argtypes.py.
-PY35_CODE := src/facekit/__init__.py src/facekit/errors.py src/facekit/files.py \
-	src/facekit/interrupts.py src/facekit/lock.py src/facekit/progress.py src/facekit/cli \
-	src/facekit/model/__init__.py src/facekit/model/errors.py src/facekit/model/anchors_file.py \
-	src/facekit/model/bundle.py src/facekit/detector
+# Code that also runs on the Vision Kit (Python 3.5 on Raspbian Stretch images): facekit.detector and
+# what it reaches, as tools/check_imports.py computes it (and checks: only the modules it lists as the
+# kit's needs, no controller package).
+PY35_CODE = $(shell python3 tools/check_imports.py --kit-files)
 
 .PHONY: help test check venv py36 py36-mkl kit-env lint pytest molecule lab lab-down bench bench-fleet bench-training clean
 
@@ -28,7 +25,8 @@ help:
 	@echo "make test       install everything, lint, run pytest and every Molecule scenario, side by side where"
 	@echo "                they can (tools/suite.py), and end with a table of each part's result and seconds"
 	@echo "make check      the inner loop: lint and pytest, no containers (same table)"
-	@echo "make lint       ansible-lint (production), yamllint, ruff, vermin (Python 3.6; 3.5 for the kit's code)"
+	@echo "make lint       ansible-lint (production), yamllint, ruff, the kit's imports (tools/check_imports.py),"
+	@echo "                vermin (Python 3.6; 3.5 for the kit's code)"
 	@echo "make pytest     the Python tests of src/ and molecule/lab (also on Python 3.6 + TensorFlow 1.7 when a Python 3.6 exists)"
 	@echo "make molecule   every Molecule scenario (SCENARIO=name runs one), with what they need"
 	@echo "make bench      the dataset conversion, kit decoder, WIDER scorer, eval run and software bonnet benchmarks (figures,"
@@ -65,6 +63,7 @@ lint: venv
 	ansible-lint --profile production --strict
 	yamllint --strict .
 	ruff check src benchmarks molecule playbooks roles tools
+	python tools/check_imports.py
 	vermin --no-tips --violations --eval-annotations -t=3.6- $(PY36_CODE)
 	vermin --no-tips --violations --eval-annotations -t=3.5- $(PY35_CODE)
 

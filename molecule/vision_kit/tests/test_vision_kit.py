@@ -95,7 +95,7 @@ def test_releases_are_verified_and_pruned(host, versions):
     # keep 2: current (3) and the release current pointed to before it (1); the refused 2 is gone.
     assert releases == sorted([versions[0], versions[2]])
     for version in (versions[0], versions[2]):
-        result = host.run("/opt/facekit/venv/bin/python -m facekit.cli model verify %s",
+        result = host.run("/opt/facekit/venv/bin/python -m facekit.detector.release %s",
                           MODELS + "/releases/" + version)
         assert result.rc == 0, result.stderr
         assert host.file(MODELS + "/releases/" + version).user == "root"

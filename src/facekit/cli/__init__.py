@@ -4,13 +4,13 @@
 This module holds main(): the parser's top, logging, and the mapping of failures to exit
 statuses (0 success, 1 a FacekitError or an unusable input file, one line on stderr; 2 a
 usage error, argparse's; 128 + the signal number when a stop signal ends a dataset
-command). Each group is a module (dataset, model, eval, bonnet) and the argument types are in
-argtypes, which `facekit-detector` uses too.
+command). Each group is a module (dataset, model, eval, bonnet); the argument types are
+facekit.argtypes, which `facekit-detector` uses too.
 
-The command implementations (pandas, lxml, TensorFlow behind them) are imported inside
-each command's function: `facekit --help` stays fast, `facekit model verify` runs on the
-Vision Kit (this package is Python 3.5-clean), and every --workers process, which
-re-imports the main module, starts quickly.
+The controller and the training host run this CLI (Python 3.6); the Vision Kit does not
+(its commands are facekit.detector's). The command implementations (pandas, lxml,
+TensorFlow behind them) are imported inside each command's function: `facekit --help`
+stays fast, and every --workers process, which re-imports the main module, starts quickly.
 """
 
 import argparse
@@ -19,6 +19,8 @@ import sys
 
 import facekit
 from facekit import interrupts
+from facekit.cli import bonnet, dataset, model
+from facekit.cli import eval as eval_group
 from facekit.errors import FacekitError
 
 
@@ -35,11 +37,6 @@ def build_parser():
                            help="log only errors (no skipped-image warnings, no progress lines)")
     groups = parser.add_subparsers(dest="group", metavar="{dataset,model,eval,bonnet}")
     groups.required = True
-    # Imported here, not at the top: the detector imports facekit.cli.argtypes on the kit
-    # and needs none of the groups.
-    from facekit.cli import bonnet, dataset, model  # noqa: PLC0415
-    from facekit.cli import eval as eval_group  # noqa: PLC0415
-
     for group in (dataset, model, eval_group, bonnet):
         group.add_group(groups)
     return parser

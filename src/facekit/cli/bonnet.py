@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 
-from facekit.cli import argtypes
+from facekit import argtypes
 
 _BONNET_EPILOG = """\
 typical use (tests, the lab, Ansible):

@@ -7,7 +7,7 @@ function: building the parser, which every `facekit` command does, imports none 
 
 import argparse
 
-from facekit.cli import argtypes
+from facekit import argtypes
 
 _DATASET_EPILOG = """\
 typical use (what the dataset stage runs):

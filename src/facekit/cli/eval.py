@@ -10,7 +10,7 @@ import json
 import math
 import os
 
-from facekit.cli import argtypes
+from facekit import argtypes
 
 _EVAL_EPILOG = """\
 typical use:

@@ -11,7 +11,7 @@ import json
 import re
 import sys
 
-from facekit.cli import argtypes
+from facekit import argtypes
 from facekit.model.errors import ModelError
 
 _MODEL_EPILOG = """\

@@ -3,7 +3,8 @@ facekit.detector`): the model release on the Vision Bonnet, its outputs turned i
 
 One module per job:
   service   the service loop and its command line (main)
-  release   which bundle to run, verified against its manifest (Model)
+  release   which bundle to run, verified against its manifest (Model); `python -m
+            facekit.detector.release DIR` checks a release as the service will open it
   client    the connection to the Vision Bonnet through AIY's library (BonnetClient)
   outputs   a frame's result -> detections -> the JSON line published; sparse configs
   decode    the SSD decoder: dense and sparse tensors -> detections (Detection)
@@ -19,5 +20,7 @@ One module per job:
   exits     the exit statuses, which the kit's unit and the health gate read too
 
 Code here runs on the kit: Python 3.5, numpy, the standard library and the aiy library
-only (no f-strings, no variable annotations, no TensorFlow).
+only (no f-strings, no variable annotations, no TensorFlow). Of the rest of facekit it uses
+the package-level helpers and the bundle's manifest (facekit.model.bundle), never the CLI,
+the evaluation or the data set tools: `make lint` checks it (tools/check_imports.py).
 """

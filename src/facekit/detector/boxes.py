@@ -7,7 +7,7 @@ height and width and scales them by exp(th / 5) and exp(tw / 5); the box is clam
 
 import numpy as np
 
-from facekit.detector.tensors import _anchor_table, _box_encodings
+from facekit.detector.tensors import anchor_table, encodings_array
 
 # The Faster R-CNN box coder's (y, x, h, w) scale factors of the Object Detection API's
 # SSD configs; AIY's models and facekit's pipeline use the same.
@@ -17,14 +17,14 @@ SCALES = (10.0, 10.0, 5.0, 5.0)
 def decode_boxes(encodings, anchors, scales=SCALES):
     """Boxes [N, 4] (ymin, xmin, ymax, xmax) clamped to [0, 1] from encodings [N, 4] as
     (ty, tx, th, tw) against anchors [N, 4] (the Faster R-CNN box coder's decode)."""
-    table = np.asarray(_anchor_table(anchors), dtype=np.float64)
-    enc = _box_encodings(encodings, table.shape[0])
-    return np.ascontiguousarray(_decode_coords(enc, table, scales).T)
+    table = np.asarray(anchor_table(anchors), dtype=np.float64)
+    enc = encodings_array(encodings, table.shape[0])
+    return np.ascontiguousarray(decode_coords(enc, table, scales).T)
 
 
-def _decode_coords(enc, anchors, scales=SCALES):
-    """decode_boxes of float64 arrays [K, 4] already checked, as a new array [4, K]
-    (a row per coordinate, as NMS wants them)."""
+def decode_coords(enc, anchors, scales=SCALES):
+    """decode_boxes of float64 arrays [K, 4] already checked (encodings and their anchors'
+    rows), as a new array [4, K]: a row per coordinate, as nms_ranked takes them."""
     size = anchors[:, 2:] - anchors[:, :2]                  # ha, wa
     centre = anchors[:, :2] + 0.5 * size                    # yca, xca
     # A huge th/tw overflows to inf: the box then covers the image after clamping. With

@@ -40,22 +40,26 @@ import math
 
 import numpy as np
 
-from facekit.detector.boxes import SCALES, _decode_coords, decode_boxes
-from facekit.detector.nms import _few_nms, _nms_ranked, nms
-from facekit.detector.scores import _few_scores, _logit_floor, _positive_sigmoid, _sigmoid, sigmoid
+from facekit.detector.boxes import SCALES, decode_boxes, decode_coords
+from facekit.detector.nms import nms, nms_floats, nms_ranked
+from facekit.detector.scores import (
+    array_sigmoid,
+    logit_floor,
+    positive_sigmoid,
+    scores_above,
+    sigmoid,
+)
 from facekit.detector.tensors import (
     DecodeError,
-    _anchor_table,
-    _array_if_cheap,
-    _best_hits,
-    _best_logits,
-    _encoding_rows,
-    _encoding_source,
-    _flat_encoding_rows,
-    _missing_encoding,
-    _sparse_encodings,
-    _sparse_flat_encodings,
+    anchor_table,
+    best_hits,
+    best_logits,
+    encoding_rows,
+    encoding_source,
+    flat_encoding_rows,
     load_anchors,
+    sparse_encodings,
+    sparse_flat_encodings,
 )
 
 # The decoder's API, whichever module holds each part.
@@ -95,14 +99,14 @@ def _detections(anchor_ids, class_ids, scores, encodings, table, *, iou_threshol
     order = np.negative(scores).argsort(kind="mergesort")
     ranked = anchor_ids.take(order)
     enc = encodings(ranked.tolist())
-    coords = _decode_coords(enc, table.take(ranked, 0).astype(np.float64))
+    coords = decode_coords(enc, table.take(ranked, 0).astype(np.float64))
     threshold = float(iou_threshold)
     boxes = keep = None
     if min(coords.shape[1], max_detections) <= PYTHON_NMS_LIMIT and threshold >= 0.0:
         boxes = coords.T.tolist()
-        keep = _few_nms(boxes, threshold, max_detections)
+        keep = nms_floats(boxes, threshold, max_detections)
     if keep is None:
-        keep = _nms_ranked(coords, threshold, max_detections)
+        keep = nms_ranked(coords, threshold, max_detections)
     if not keep:
         return []
     kept = order.take(keep)
@@ -139,25 +143,24 @@ def _few_detections(ids, class_ids, logits, encodings, table, *, score_threshold
     anchors as one flat tuple of floats, or None if they are not numbers.
 
     Each candidate, best first, is decoded and compared with the boxes kept so far, as
-    _few_nms does: the same IEEE operations in the same order as the numpy way; only the
+    nms_floats does: the same IEEE operations in the same order as the numpy way; only the
     exponential is the C library's, which may differ from numpy's in the last bit. Dense
     and sparse frames with the same candidates take the same way: they agree to the bit."""
     threshold = float(iou_threshold)
     if not threshold >= 0.0 or max_detections < 1:  # NaN or negative: the IoU matrix
         return None
-    scored = _few_scores(logits, score_threshold)
+    scored = scores_above(logits, score_threshold)
     if not scored:
         return []
     rows = [ids[position] for _, position in scored]
     flat = encodings(rows)
     if flat is None:
         return None
-    kept = []
-    result = []
+    boxes = []
     exp = math.exp
     quads = iter(flat)
-    for (score, position), (ymin, xmin, ymax, xmax), (ty, tx, th, tw) in zip(
-            scored, table.take(rows, 0).tolist(), zip(quads, quads, quads, quads)):
+    for (ymin, xmin, ymax, xmax), (ty, tx, th, tw) in zip(table.take(rows, 0).tolist(),
+                                                          zip(quads, quads, quads, quads)):
         if not (th < 3500.0 and tw < 3500.0):  # exp(700) is the most that stays finite
             return None
         ha = ymax - ymin
@@ -175,29 +178,15 @@ def _few_detections(ids, class_ids, logits, encodings, table, *, score_threshold
         y1 = 0.0 if y1 < 0.0 else 1.0 if y1 > 1.0 else y1
         x1 = xc + half_w
         x1 = 0.0 if x1 < 0.0 else 1.0 if x1 > 1.0 else x1
-        # NMS against the boxes kept so far, as _few_nms (inline: a call per candidate costs).
-        height = y1 - y0
-        width = x1 - x0
-        if height != height or width != width:  # noqa: PLR0124 - NaN, without a call
-            return None
-        area = (height if height > 0.0 else 0.0) * (width if width > 0.0 else 0.0)
-        for kymin, kxmin, kymax, kxmax, karea in kept:
-            inter_h = (y1 if y1 < kymax else kymax) - (y0 if y0 > kymin else kymin)
-            if inter_h <= 0.0:
-                continue
-            inter_w = (x1 if x1 < kxmax else kxmax) - (x0 if x0 > kxmin else kxmin)
-            if inter_w <= 0.0:
-                continue
-            inter = inter_h * inter_w
-            union = (area + karea) - inter
-            if union > 0.0 and inter / union > threshold:
-                break
-        else:
-            kept.append((y0, x0, y1, x1, area))
-            class_id = 1 if class_ids is None else class_ids[position]
-            result.append(Detection(class_id, class_id - 1, -score, y0, x0, y1, x1))
-            if len(result) >= max_detections:
-                break
+        boxes.append((y0, x0, y1, x1))
+    keep = nms_floats(boxes, threshold, max_detections)
+    if keep is None:  # a NaN box
+        return None
+    result = []
+    for position in keep:
+        score, candidate = scored[position]
+        class_id = 1 if class_ids is None else class_ids[candidate]
+        result.append(Detection(class_id, class_id - 1, -score, *boxes[position]))
     if log.isEnabledFor(logging.DEBUG):
         log.debug("%d candidates, %d detections after NMS", len(logits), len(result))
     return result
@@ -213,14 +202,14 @@ def decode_dense(box_encodings, class_logits, anchors, *, score_threshold=0.5,
     Only candidates are decoded: the logits are compared with a bound below the
     threshold's logit first; the anchors above it get a score, and those above the
     threshold a box (only their encodings are read from a flat list) and NMS."""
-    table = _anchor_table(anchors)
+    table = anchor_table(anchors)
     count = table.shape[0]
-    source = _encoding_source(_array_if_cheap(box_encodings), count)
-    best, logits = _best_logits(_array_if_cheap(class_logits), count)
-    floor = _logit_floor(score_threshold)
+    source = encoding_source(box_encodings, count)
+    best, logits = best_logits(class_logits, count)
+    floor = logit_floor(score_threshold)
     if floor is None:
         candidates = np.arange(count)
-        scores = _sigmoid(best)
+        scores = array_sigmoid(best)
     else:
         candidates = (best > floor).nonzero()[0]
         if not candidates.size:
@@ -231,13 +220,13 @@ def decode_dense(box_encodings, class_logits, anchors, *, score_threshold=0.5,
             if logits is not None:
                 class_ids = (np.argmax(logits[candidates, 1:], axis=1) + 1).tolist()
             result = _few_detections(candidates.tolist(), class_ids, best.tolist(),
-                                     lambda rows: _flat_encoding_rows(source, rows), table,
+                                     lambda rows: flat_encoding_rows(source, rows), table,
                                      score_threshold=score_threshold,
                                      iou_threshold=iou_threshold,
                                      max_detections=max_detections)
             if result is not None:
                 return result
-        scores = _positive_sigmoid(best) if floor >= 0.0 else _sigmoid(best)
+        scores = positive_sigmoid(best) if floor >= 0.0 else array_sigmoid(best)
     picked = np.nonzero(scores > score_threshold)[0]
     if picked.size < candidates.size:
         if not picked.size:
@@ -249,7 +238,7 @@ def decode_dense(box_encodings, class_logits, anchors, *, score_threshold=0.5,
         # The lowest class on a tie, as argmax.
         class_ids = np.argmax(logits[candidates, 1:], axis=1) + 1
     return _detections(candidates, class_ids, scores,
-                       lambda rows: _encoding_rows(source, rows), table,
+                       lambda rows: encoding_rows(source, rows), table,
                        iou_threshold=iou_threshold, max_detections=max_detections)
 
 
@@ -263,7 +252,7 @@ def decode_sparse(hits, box_encodings_by_anchor, anchors, *, score_threshold=0.5
     from_sparse_tensor config; only anchors with a hit need an entry. Gives the same
     detections as decode_dense on the full tensors.
     """
-    table = _anchor_table(anchors)
+    table = anchor_table(anchors)
     count = table.shape[0]
     if isinstance(box_encodings_by_anchor, dict):
         encodings = box_encodings_by_anchor
@@ -273,8 +262,8 @@ def decode_sparse(hits, box_encodings_by_anchor, anchors, *, score_threshold=0.5
         except (TypeError, ValueError) as exc:
             raise DecodeError("box_encodings_by_anchor: expected a mapping anchor -> (ty, tx, "
                               "th, tw) or (anchor, encoding) pairs ({})".format(exc)) from None
-    best = _best_hits(hits, count)
-    floor = _logit_floor(score_threshold)
+    best = best_hits(hits, count)
+    floor = logit_floor(score_threshold)
     anchor_ids = sorted(a for a, (_, logit) in best.items() if floor is None or logit > floor)
     if not anchor_ids:
         return []
@@ -286,19 +275,16 @@ def decode_sparse(hits, box_encodings_by_anchor, anchors, *, score_threshold=0.5
         if result is not None:
             return result
     logits = np.array([best[a][1] for a in anchor_ids], dtype=np.float64)
-    scores = (_positive_sigmoid(logits) if floor is not None and floor >= 0.0
-              else _sigmoid(logits))
+    scores = (positive_sigmoid(logits) if floor is not None and floor >= 0.0
+              else array_sigmoid(logits))
     picked = np.nonzero(scores > score_threshold)[0]
     if not picked.size:
         return []
     ids = [anchor_ids[i] for i in picked.tolist()]
-    for anchor in ids:
-        if anchor not in encodings:
-            _missing_encoding(anchor)
     classes = [best[a][0] for a in ids]
     class_ids = None if classes.count(1) == len(classes) else np.array(classes, dtype=np.int64)
     return _detections(np.array(ids, dtype=np.int64), class_ids, scores.take(picked),
-                       lambda rows: _sparse_encodings(rows, [encodings[a] for a in rows]),
+                       lambda rows: sparse_encodings(rows, encodings),
                        table, iou_threshold=iou_threshold, max_detections=max_detections)
 
 
@@ -307,5 +293,5 @@ def _few_sparse(anchor_ids, best, encodings, table, options):
     classes = [best[a][0] for a in anchor_ids]
     return _few_detections(anchor_ids, None if classes.count(1) == len(classes) else classes,
                            [best[a][1] for a in anchor_ids],
-                           lambda rows: _sparse_flat_encodings(rows, encodings), table,
+                           lambda rows: sparse_flat_encodings(rows, encodings), table,
                            **options)

@@ -23,7 +23,7 @@ import time
 import urllib.error
 import urllib.request
 
-from facekit.cli import argtypes
+from facekit import argtypes
 from facekit.detector.exits import RESTART_PREVENT
 
 # Waiting on a unit that stopped with one of these is pointless: it will not be restarted.

@@ -3,11 +3,12 @@
 Class-agnostic (as AIY's own decoder): a face model has a single class, and for several
 classes one object should not come back once per class. Two ways keep the same boxes:
 the IoU matrix, a block of rows at a time (many boxes kept), and a loop on Python floats
-that compares a box with the kept ones only (few kept; _few_nms). They do the same IEEE
+that compares a box with the kept ones only (few kept; nms_floats). They do the same IEEE
 operations in the same order, so they agree to the bit.
 
-The names with an underscore belong to the decoder (facekit.detector.decode). Python 3.5
-and numpy only: this runs on the kit.
+nms takes boxes and scores in any order; nms_ranked and nms_floats are the two ways on
+boxes already in score order, which the decoder (facekit.detector.decode) calls. Python
+3.5 and numpy only: this runs on the kit.
 """
 
 import math
@@ -31,7 +32,7 @@ def nms(boxes, scores, iou_threshold=0.5, max_detections=100):
             boxes.shape[0], scores.shape[0]))
     order = np.argsort(-scores, kind="mergesort")
     ranked = np.ascontiguousarray(boxes[order].T)
-    return [int(order[i]) for i in _nms_ranked(ranked, iou_threshold, max_detections)]
+    return [int(order[i]) for i in nms_ranked(ranked, iou_threshold, max_detections)]
 
 
 # Rows of the IoU matrix computed at a time: bounds its memory (NMS_BLOCK x candidates)
@@ -39,9 +40,10 @@ def nms(boxes, scores, iou_threshold=0.5, max_detections=100):
 NMS_BLOCK = 128
 
 
-def _nms_ranked(coords, iou_threshold, max_detections):
+def nms_ranked(coords, iou_threshold, max_detections):
     """Greedy NMS of boxes already in score order, best first, given as float64
-    [4, K] (a row per coordinate): the positions kept.
+    [4, K] (a row per coordinate, as decode_coords gives them): the positions kept, at
+    most max_detections.
 
     The IoUs are computed as a matrix, a block of rows at a time, then one pass keeps a
     box unless a kept one overlaps it; only the kept boxes' rows are used."""
@@ -96,10 +98,12 @@ def _overlaps(rows, row_areas, cols, col_areas, threshold):
     return iou > threshold
 
 
-def _few_nms(boxes, threshold, max_detections):
-    """_nms_ranked of boxes in score order as sequences of 4 floats in [0, 1] or NaN, with
-    threshold >= 0; None if a box has NaN (Python's min and max do not propagate it as
-    numpy's do: the IoU matrix must decide). decode._few_detections has this loop inline."""
+def nms_floats(boxes, threshold, max_detections):
+    """nms_ranked of few boxes in score order, best first, as sequences of 4 Python floats
+    (ymin, xmin, ymax, xmax) in [0, 1] or NaN, with threshold >= 0 (a float): the positions
+    kept. Each box is compared with the kept ones only, which costs less than an IoU matrix
+    while few are kept. None if a box has NaN (Python's min and max do not propagate it as
+    numpy's do: the IoU matrix must decide)."""
     kept = []
     keep = []
     if max_detections < 1:

@@ -4,11 +4,17 @@ resolve_release finds the bundle (--release, or the kit's MODELS/current link th
 roles/vision_kit switches), open_bundle verifies it against its manifest and reads the
 labels, the anchor table and the compiled graph into a Model. Every failure is a
 DetectorError with exit status 4 (EXIT_BUNDLE), naming the file and what to do.
+
+`python -m facekit.detector.release DIR` checks a release as the service will open it and
+prints the report as JSON (exit 0 when it would open, 1 when not): roles/vision_kit runs it
+on the kit before a copy becomes a release, so the kit needs no controller command for it.
 Python 3.5; the standard library, numpy (through decode) and facekit.model.bundle.
 """
 
+import argparse
 import json
 import os
+import sys
 
 from facekit.detector import decode
 from facekit.detector.exits import EXIT_BUNDLE, DetectorError
@@ -100,6 +106,11 @@ def open_bundle(path, input_size=None):
             "the model bundle {} does not verify against its {}: {}: deploy the release "
             "again (the vision_kit role copies it from the controller's artifacts)".format(
                 path, bundle.MANIFEST, "; ".join(check["problems"])), EXIT_BUNDLE)
+    return _read_verified(path, check, input_size)
+
+
+def _read_verified(path, check, input_size):
+    """The Model of a bundle whose files verified (check: verify_bundle's report)."""
     manifest_path = os.path.join(path, bundle.MANIFEST)
     try:
         with open(manifest_path, "r", encoding="utf-8") as fh:
@@ -123,3 +134,39 @@ def open_bundle(path, input_size=None):
         input_size = _manifest_input_size(manifest, path) or DEFAULT_INPUT_SIZE
     return Model(path, name=check["name"], version=check["version"], labels=labels,
                  anchors=anchors, input_size=input_size, compute_graph=compute_graph)
+
+
+def check_release(path):
+    """verify_bundle's report of the bundle at `path` ({"path", "ok", "name", "version",
+    "problems", "files"}), with what open_bundle would refuse besides the files (labels,
+    an anchor table that does not fit the manifest) among the problems."""
+    try:
+        report = bundle.verify_bundle(path)
+    except ModelError as exc:
+        return {"path": path, "ok": False, "name": None, "version": None,
+                "problems": [str(exc)], "files": {}}
+    if report["ok"]:
+        try:
+            _read_verified(path, report, None)
+        except DetectorError as exc:
+            report["problems"].append(str(exc))
+            report["ok"] = False
+    return report
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m facekit.detector.release",
+        description="Check a model release as facekit-detector opens it: every file against "
+                    "its manifest.json, the labels and the anchor table. Prints the report as "
+                    "JSON {path, ok, name, version, problems, files} and exits 0 when the "
+                    "detector would run it, 1 when not (2 for bad options).")
+    parser.add_argument("release", metavar="DIR", help="a release (bundle) directory")
+    args = parser.parse_args(argv)
+    report = check_release(args.release)
+    sys.stdout.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,8 +1,9 @@
 """Class logits to scores: the sigmoid, and the logit bound below which no anchor can
 score above a threshold (so the decoder converts only the anchors past it).
 
-The names with an underscore belong to the decoder (facekit.detector.decode). Python 3.5
-and numpy only: this runs on the kit.
+sigmoid is for any caller; the other functions are the decoder's (facekit.detector.decode)
+and take what it has at hand: float64 arrays, or Python floats. Python 3.5 and numpy
+only: this runs on the kit.
 """
 
 import math
@@ -12,18 +13,19 @@ import numpy as np
 
 def sigmoid(logits):
     """1 / (1 + exp(-x)) elementwise, without overflow for large negative x."""
-    return _sigmoid(np.asarray(logits, dtype=np.float64))
+    return array_sigmoid(np.asarray(logits, dtype=np.float64))
 
 
-def _sigmoid(x):
-    """sigmoid of a float64 array."""
+def array_sigmoid(x):
+    """sigmoid of a float64 array, without converting it first."""
     e = np.exp(-np.abs(x))
     d = 1.0 + e
     return np.where(x >= 0, 1.0 / d, e / d)
 
 
-def _positive_sigmoid(x):
-    """_sigmoid of a float64 array of positive numbers: the same values in fewer steps
+def positive_sigmoid(x):
+    """array_sigmoid of a float64 array of positive numbers (the logits above a bound of
+    at least 0): the same values in fewer steps
     (positional `out`: no keyword to parse)."""
     d = np.negative(x)
     np.exp(d, d)
@@ -31,13 +33,14 @@ def _positive_sigmoid(x):
     return np.divide(1.0, d, d)
 
 
-def _few_scores(logits, score_threshold):
-    """[(-score, position)] of the logits whose sigmoid is above score_threshold, best
-    first; equal scores keep their order (the positions ascend)."""
+def scores_above(logits, score_threshold):
+    """[(-score, position)] of the logits (a sequence of Python floats) whose sigmoid is
+    above score_threshold, best first; equal scores keep their order (the positions
+    ascend). For few logits: math.exp on each, no numpy call."""
     exp = math.exp
     scored = []
     for position, logit in enumerate(logits):
-        # sigmoid, stable for large negative logits (as _sigmoid).
+        # sigmoid, stable for large negative logits (as array_sigmoid).
         if logit >= 0.0:
             score = 1.0 / (1.0 + exp(-logit))
         else:
@@ -49,7 +52,7 @@ def _few_scores(logits, score_threshold):
     return scored
 
 
-def _logit_floor(score_threshold):
+def logit_floor(score_threshold):
     """A logit at or below which no anchor scores above score_threshold, or None when
     there is no safe such bound (a threshold outside (0, 1), or so close to 1 that
     rounding decides).

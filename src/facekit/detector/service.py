@@ -17,8 +17,8 @@ against its manifest; 5 the Vision Bonnet cannot be reached, the connection was 
 the bonnet reported an error. Restarting cannot fix 3 or 4.
 
 Python 3.5; imports only the standard library, numpy (through decode), the aiy library,
-facekit.model.bundle/errors and facekit.cli.argtypes (not the command groups): this runs
-on the kit.
+facekit.model.bundle/errors and facekit.argtypes (tools/check_imports.py keeps it so): this
+runs on the kit.
 """
 
 import argparse
@@ -28,7 +28,7 @@ import sys
 import time
 
 import facekit
-from facekit.cli import argtypes
+from facekit import argtypes
 from facekit.detector import client, decode
 from facekit.detector.exits import EXIT_FAILURE, EXIT_OK, DetectorError
 from facekit.detector.lights import Lights

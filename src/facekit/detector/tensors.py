@@ -6,9 +6,9 @@ are converted: struct, not np.asarray, on lists). Sparse: the logits' hits as (a
 class, logit) and the box encodings of those anchors. Also the anchor table, and
 DecodeError, which every part of the decoder raises for inputs it cannot use.
 
-The names with an underscore belong to the decoder (facekit.detector.decode, boxes);
-other code calls decode_dense and decode_sparse. Python 3.5 and numpy only: this runs
-on the kit.
+The public functions here are the decoder's parts (facekit.detector.decode and boxes
+call them; other code calls decode_dense and decode_sparse); the names with an underscore
+stay in this module. Python 3.5 and numpy only: this runs on the kit.
 """
 
 import struct
@@ -32,7 +32,7 @@ def load_anchors(path):
     return np.array(read_anchors(path), dtype=np.float32)
 
 
-def _anchor_table(anchors):
+def anchor_table(anchors):
     """anchors as an array [N, 4] (a float array as given, anything else as float64);
     DecodeError if it is not such a table. Callers convert the rows they use."""
     if isinstance(anchors, np.ndarray) and anchors.dtype.kind == "f":
@@ -67,7 +67,7 @@ def _flat_floats(values):
         return None
 
 
-def _box_encodings(box_encodings, count):
+def encodings_array(box_encodings, count):
     """box_encodings as float64 [count, 4]; a flat list of 4 * count floats is accepted."""
     enc = None if isinstance(box_encodings, np.ndarray) else _packed(box_encodings)
     if enc is None:
@@ -86,10 +86,10 @@ def _bad_box_encodings(count, shape):
         "use the anchors.txt of the same bundle".format(count, 4 * count, shape))
 
 
-def _encoding_source(box_encodings, count):
-    """What _encoding_rows reads: an array [count, 4] as given, or a flat sequence of
+def encoding_source(box_encodings, count):
+    """What encoding_rows reads: an array [count, 4] as given, or a flat sequence of
     4 * count numbers left as it is (only the candidates' rows get converted). Checks the
-    shape only; DecodeError as _box_encodings."""
+    shape only; DecodeError as box_encodings."""
     if isinstance(box_encodings, np.ndarray):
         enc = box_encodings
         if enc.ndim == 1 and enc.size == 4 * count:
@@ -101,12 +101,12 @@ def _encoding_source(box_encodings, count):
         flat = len(box_encodings) == 4 * count
     except TypeError:
         flat = False
-    return box_encodings if flat else _box_encodings(box_encodings, count)
+    return box_encodings if flat else encodings_array(box_encodings, count)
 
 
-def _encoding_rows(source, rows):
+def encoding_rows(source, rows):
     """float64 [len(rows), 4]: the rows (anchor numbers, a list of ints) of an
-    _encoding_source."""
+    encoding_source."""
     if not isinstance(source, np.ndarray):
         flat = []
         extend = flat.extend
@@ -116,12 +116,12 @@ def _encoding_rows(source, rows):
         enc = _packed(flat)
         if enc is not None and enc.size == 4 * len(rows):
             return enc.reshape(-1, 4)
-        source = _box_encodings(source, len(source) // 4)
+        source = encodings_array(source, len(source) // 4)
     return source.take(rows, 0).astype(np.float64)
 
 
-def _flat_encoding_rows(source, rows):
-    """The encodings of rows (anchor numbers) of an _encoding_source as one flat tuple of
+def flat_encoding_rows(source, rows):
+    """The encodings of rows (anchor numbers) of an encoding_source as one flat tuple of
     Python floats, or None if they do not convert (the numpy way then says why)."""
     if isinstance(source, np.ndarray):
         return tuple(source.take(rows, 0).astype(np.float64).ravel().tolist())
@@ -159,10 +159,12 @@ def _array_if_cheap(values):
     return values
 
 
-def _best_logits(class_logits, count):
+def best_logits(class_logits, count):
     """(best non-background logit per anchor, float64 [count]; the logits float64
-    [count, 1 + C], or None for a one-class model). Of a flat list of a one-class
+    [count, 1 + C], or None for a one-class model) of the class logits of a frame of count
+    anchors (an array, nested lists or a flat sequence). Of a flat list of a one-class
     model only the class column is converted."""
+    class_logits = _array_if_cheap(class_logits)
     if not isinstance(class_logits, np.ndarray):
         try:
             column = class_logits[1::2] if len(class_logits) == 2 * count else None
@@ -177,7 +179,7 @@ def _best_logits(class_logits, count):
     return logits[:, 1:].max(axis=1), logits
 
 
-def _best_hits(hits, count):
+def best_hits(hits, count):
     """{anchor: (class, logit)} of the best non-background hit of each anchor; DecodeError
     names a hit that is not (anchor, class, logit) or whose anchor is out of range."""
     best = {}
@@ -202,9 +204,9 @@ def _best_hits(hits, count):
     return best
 
 
-def _sparse_flat_encodings(ids, encodings):
+def sparse_flat_encodings(ids, encodings):
     """The encodings of anchors ids as one flat tuple of Python floats; DecodeError names
-    an anchor without one; None if one is not 4 numbers (_sparse_encodings says why)."""
+    an anchor without one; None if one is not 4 numbers (sparse_encodings says why)."""
     flat = []
     extend = flat.extend
     for anchor in ids:
@@ -226,9 +228,16 @@ def _missing_encoding(anchor):
                       "as the logits' thresholding".format(anchor))
 
 
-def _sparse_encodings(ids, rows):
-    """float64 [K, 4] of the encodings of anchors ids; DecodeError names an anchor whose
-    encoding is not 4 floats."""
+def sparse_encodings(ids, encodings):
+    """float64 [K, 4] of the encodings of anchors ids (a list), from encodings {anchor:
+    (ty, tx, th, tw)}; DecodeError names an anchor without one, or whose encoding is not 4
+    floats."""
+    rows = []
+    for anchor in ids:
+        row = encodings.get(anchor)
+        if row is None:
+            _missing_encoding(anchor)
+        rows.append(row)
     try:
         fast = all(len(row) == 4 for row in rows)
     except TypeError:
