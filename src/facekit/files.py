@@ -6,7 +6,9 @@ Temporary names start with a dot and end in `.tmp-<pid>`: no glob such as
 run whether the process that wrote one still runs (remove_stale_temporaries).
 
 Every stage uses these (the dataset's outputs, model bundles, the software bonnet's
-state file, the CLI), the Vision Kit included: Python 3.5, standard library only.
+state file, the CLI), the Vision Kit included: Python 3.5, standard library only. What is
+written for keeps (atomic_open, write_json, atomic_copy, atomic_directory) is synced to disk
+before the rename.
 """
 
 import contextlib
@@ -105,6 +107,17 @@ def discard_unfinished():
         discard(tmp)
 
 
+def live_temporary(name):
+    """Whether the file name `name` is a temporary (temp_path's form) whose writer still
+    runs: a write in progress, which a check of a folder's contents should leave out.
+    The temporaries of processes gone are left-overs and are reported like any file."""
+    match = _TEMP_RE.match(name)
+    if match is None:
+        return False
+    pid = int(match.group("pid"))
+    return pid == os.getpid() or pid_alive(pid)
+
+
 def pid_alive(pid):
     """Whether process `pid` exists and is not a zombie (an exited, unreaped child)."""
     if pid <= 0:
@@ -171,6 +184,40 @@ def atomic_open(path, mode="w", **kwargs):
         discard(tmp)
         raise
     commit(tmp, path)
+
+
+def write_json(path, doc, indent=2):
+    """Replace the JSON file `path` with `doc` (sorted keys, a final newline) through
+    atomic_open: synced and renamed, for files kept (manifests, evaluations)."""
+    with atomic_open(path, "w", encoding="utf-8", newline="\n") as fh:
+        json.dump(doc, fh, indent=indent, sort_keys=True)
+        fh.write("\n")
+
+
+def atomic_copy(source, path):
+    """Copy the file `source` to `path` under a temporary name, synced, then renamed."""
+    with open(source, "rb") as src, atomic_open(path, "wb") as fh:
+        shutil.copyfileobj(src, fh, 1 << 20)
+
+
+@contextlib.contextmanager
+def atomic_directory(path):
+    """A new hidden temporary directory beside `path` to fill in the with block; when the
+    block ends without an error, every file in it is synced and the directory is renamed to
+    `path` (a directory already there is replaced, see commit). On an error, and when the
+    rename fails (OSError: say, another process put a directory there meanwhile), the
+    temporary is removed and the error goes on. Files only, no subfolders."""
+    tmp = temp_path(path)
+    discard(tmp)
+    os.makedirs(tmp)
+    try:
+        yield tmp
+        for entry in sorted(os.listdir(tmp)):
+            fsync_file(os.path.join(tmp, entry))
+        commit(tmp, path)
+    except BaseException:
+        discard(tmp)
+        raise
 
 
 def replace_json(path, doc):

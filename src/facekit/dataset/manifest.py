@@ -98,7 +98,5 @@ def update_manifest(output_dir, split, entry):
             log.warning("replacing %s: it is not valid JSON", path)
     splits[split] = entry
     doc = {"format": FORMAT, "splits": splits}
-    with files.atomic_open(path, "w", encoding="utf-8", newline="\n") as fh:
-        json.dump(doc, fh, indent=2, sort_keys=True)
-        fh.write("\n")
+    files.write_json(path, doc)
     return path

@@ -11,6 +11,7 @@ import io
 
 import numpy as np
 
+from facekit import files
 from facekit.eval import metrics
 
 TRUE_POSITIVE = (0, 170, 0)
@@ -75,7 +76,8 @@ def draw_pr(per_class, labels, deploy, path, size=(640, 480)):
             draw.ellipse([x - 4, y - 4, x + 4, y + 4], outline=colour, width=2)
     draw.text((left + 8, height - bottom - 18), "o: the deploy threshold", fill="black",
               font=font)
-    image.save(path, "PNG")
+    with files.atomic_open(path, "wb") as fh:
+        image.save(fh, "PNG")
 
 
 def pick_samples(matches, count=SAMPLES):
@@ -131,7 +133,8 @@ def draw_samples(samples, path):
         x = 8 + number * 150
         draw.rectangle([x, legend_y, x + 12, legend_y + 12], outline=colour, width=3)
         draw.text((x + 18, legend_y), name, fill="black", font=font)
-    sheet.save(path, "PNG")
+    with files.atomic_open(path, "wb") as fh:
+        sheet.save(fh, "PNG")
 
 
 def _box(draw, box, colour):
@@ -195,5 +198,5 @@ the images with the most errors.</p>
 </body></html>
 """.format(title=html.escape("{} {}".format(doc["bundle"]["name"], doc["bundle"]["version"])),
            table=table, low=doc["score_threshold"], records=records)
-    with open(path, "w", encoding="utf-8") as fh:
+    with files.atomic_open(path, "w", encoding="utf-8") as fh:
         fh.write(page)

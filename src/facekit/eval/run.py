@@ -13,7 +13,6 @@ Writes into the output folder:
 Python 3.6.
 """
 
-import json
 import logging
 import os
 import re
@@ -163,7 +162,5 @@ def evaluate_bundle(bundle_dir, pattern, output_dir, *,  # noqa: PLR0914 - one r
     report.draw_samples(_samples(tf, paths, results, (images, matches), samples),
                         os.path.join(output_dir, SAMPLES_PNG))
     report.write_html(doc, os.path.join(output_dir, REPORT_HTML))
-    with files.atomic_open(os.path.join(output_dir, EVAL_JSON), "w", encoding="utf-8") as fh:
-        json.dump(doc, fh, indent=1, sort_keys=True)
-        fh.write("\n")
+    files.write_json(os.path.join(output_dir, EVAL_JSON), doc, indent=1)
     return doc

@@ -20,8 +20,10 @@ checks like the model's files. The version leaves that section out: it names the
 and a measurement of the model (which records its speed) does not change what the model is.
 
 A bundle is written into a hidden temporary directory beside its target and renamed
-into place when complete. An existing bundle of the same version that verifies is
-left untouched; one that does not is replaced.
+into place when complete, its files synced first (facekit.files.atomic_directory); an
+attached evaluation's files and the new manifest go in the same way, one file at a time.
+verify_bundle leaves out the temporaries of a write in progress. An existing bundle of the
+same version that verifies is left untouched; one that does not is replaced.
 
 This module runs on the Vision Kit too (verify before deploy): Python 3.5, standard
 library only (no f-strings, no variable annotations, no numpy or TensorFlow).
@@ -36,6 +38,7 @@ import re
 import shutil
 
 import facekit
+from facekit import files
 from facekit.files import sha256_file
 from facekit.model.anchors_file import read_anchors
 from facekit.model.errors import BundleError
@@ -136,20 +139,20 @@ def _check_inputs(name, sources, compiler_sha256, steps):
 def build_manifest(name, sources, labels, anchors, *, training=None, dataset=None, tools=None,
                    extra=None):
     """The manifest for files `sources` ({bundle file name: source path}), version included."""
-    files = {}
+    entries = {}
     for target in sorted(sources):
         sha256, size = sha256_file(sources[target])
-        files[target] = {"sha256": sha256, "bytes": size}
+        entries[target] = {"sha256": sha256, "bytes": size}
     labels_text = "".join(label + "\n" for label in labels).encode("utf-8")
-    files[LABELS] = {"sha256": hashlib.sha256(labels_text).hexdigest(),
-                     "bytes": len(labels_text)}
+    entries[LABELS] = {"sha256": hashlib.sha256(labels_text).hexdigest(),
+                       "bytes": len(labels_text)}
     manifest = {
         "format": FORMAT,
         "name": name,
-        "files": files,
+        "files": entries,
         "labels": list(labels),
         "anchors": anchors,
-        "config_sha256": files[CONFIG]["sha256"],
+        "config_sha256": entries[CONFIG]["sha256"],
         "training": training or {"steps": None, "checkpoint": None},
         "dataset": dataset,
         "tools": tools or {},
@@ -159,8 +162,8 @@ def build_manifest(name, sources, labels, anchors, *, training=None, dataset=Non
     return manifest
 
 
-def _write_bundle(directory, sources, labels, manifest):
-    os.makedirs(directory)
+def _fill_bundle(directory, sources, labels, manifest):
+    """Write a new bundle's files into `directory` (files.atomic_directory syncs them)."""
     for target, source in sorted(sources.items()):
         shutil.copyfile(source, os.path.join(directory, target))
     with open(os.path.join(directory, LABELS), "w", encoding="utf-8", newline="\n") as fh:
@@ -168,39 +171,10 @@ def _write_bundle(directory, sources, labels, manifest):
     with open(os.path.join(directory, MANIFEST), "w", encoding="utf-8", newline="\n") as fh:
         json.dump(manifest, fh, indent=2, sort_keys=True)
         fh.write("\n")
-    for entry in os.listdir(directory):
-        fd = os.open(os.path.join(directory, entry), os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _remove(path):
-    if os.path.isdir(path):
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _move_into_place(tmp, target, old):
-    """Rename tmp to target (a broken target is moved aside first and removed after).
-
-    Returns False when another run put a verifying bundle there meanwhile.
-    """
-    replaced = os.path.exists(target)
-    if replaced:
-        os.rename(target, old)
-    try:
-        os.rename(tmp, target)
-    except OSError:
-        if replaced:
-            os.rename(old, target)
-        elif os.path.isdir(target) and verify_bundle(target)["ok"]:
-            # Same version = same content: an identical bundle won the race.
-            return False
-        raise
-    if replaced:
-        _remove(old)
-    return True
+    problems = verify_bundle(directory)["problems"]
+    if problems:
+        raise BundleError("the bundle written to {} does not verify: {}".format(
+            directory, "; ".join(problems)))
 
 
 def create_bundle(name, output_root, *, graph, compiled, config, anchors, labels=("face",),
@@ -243,19 +217,14 @@ def create_bundle(name, output_root, *, graph, compiled, config, anchors, labels
                     "; ".join(check["problems"]))
     if not os.path.isdir(parent):
         os.makedirs(parent)
-    tmp = os.path.join(parent, ".{}.tmp-{}".format(version, os.getpid()))
-    old = os.path.join(parent, ".{}.old-{}".format(version, os.getpid()))
-    _remove(tmp)
     try:
-        _write_bundle(tmp, sources, labels, manifest)
-        problems = verify_bundle(tmp)["problems"]
-        if problems:
-            raise BundleError("the bundle written to {} does not verify: {}".format(
-                tmp, "; ".join(problems)))
-        if not _move_into_place(tmp, target, old):
+        with files.atomic_directory(target) as tmp:
+            _fill_bundle(tmp, sources, labels, manifest)
+    except OSError:
+        # Same version = same content: an identical bundle put there meanwhile won the race.
+        if os.path.isdir(target) and verify_bundle(target)["ok"]:
             return result
-    finally:
-        _remove(tmp)
+        raise
     result["created"] = True
     return result
 
@@ -299,20 +268,27 @@ def _check_file(directory, filename, entry):
 def verify_bundle(directory):
     """Recompute every file's sha256 and size against manifest.json.
 
-    Returns {"path", "ok", "name", "version", "problems": [...], "files": {name: status}}
-    with status ok, missing, changed, extra or invalid; BundleError if `directory` is
-    not a directory.
+    Returns {"path", "ok", "name", "version", "problems": [...], "files": {name: status},
+    "listed": {name: {"sha256", "bytes"}}, "bytes"} with status ok, missing, changed, extra
+    or invalid; listed is every file the manifest lists (the model's and the evaluation's,
+    listed_files) and bytes their total: what a copy of the bundle moves, besides
+    manifest.json. The roles read the bundle's files from here (`facekit model verify
+    --json`) instead of reading the manifest again. BundleError if `directory` is not a
+    directory.
     """
     if not os.path.isdir(directory):
         raise BundleError("{}: no such bundle directory".format(directory))
     problems = []
     manifest = _load_manifest(os.path.join(directory, MANIFEST), problems)
     result = {"path": directory, "ok": False, "name": None, "version": None,
-              "problems": problems, "files": {}}
+              "problems": problems, "files": {}, "listed": {}, "bytes": 0}
     if manifest is None:
         return result
     result["name"], result["version"] = manifest.get("name"), manifest.get("version")
     listed = listed_files(manifest)
+    result["listed"] = listed
+    result["bytes"] = sum(entry.get("bytes") or 0 for entry in listed.values()
+                          if isinstance(entry, dict) and isinstance(entry.get("bytes"), int))
     evaluation = manifest.get(EVALUATION)
     if evaluation is not None and not (isinstance(evaluation, dict)
                                        and isinstance(evaluation.get("files"), dict)):
@@ -330,7 +306,7 @@ def verify_bundle(directory):
             problems.append("{} does not list {}, which every bundle holds".format(
                 MANIFEST, filename))
     for entry in sorted(os.listdir(directory)):
-        if entry != MANIFEST and entry not in listed:
+        if entry != MANIFEST and entry not in listed and not files.live_temporary(entry):
             kind = "directory" if os.path.isdir(os.path.join(directory, entry)) else "file"
             result["files"][entry] = "extra"
             problems.append("extra {} {} (not in {})".format(kind, entry, MANIFEST))
@@ -341,22 +317,6 @@ def verify_bundle(directory):
                             MANIFEST, manifest.get("version"), expected))
     result["ok"] = not problems
     return result
-
-
-def _write_manifest(directory, manifest):
-    """Replace manifest.json in one rename (its data synced first)."""
-    path = os.path.join(directory, MANIFEST)
-    tmp = os.path.join(directory, ".{}.tmp-{}".format(MANIFEST, os.getpid()))
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-            json.dump(manifest, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.rename(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _read_evaluation(eval_dir, version):
@@ -398,22 +358,6 @@ def _verified_model(directory):
     return manifest
 
 
-def _copy_file_in(source, directory, filename):
-    target = os.path.join(directory, filename)
-    tmp = os.path.join(directory, ".{}.tmp-{}".format(filename, os.getpid()))
-    try:
-        shutil.copyfile(source, tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def attach_evaluation(directory, eval_dir):
     """Copy `facekit eval run`'s eval.json, pr.png, samples.png and report.html from
     `eval_dir` into the bundle and list them under the manifest's "evaluation" section.
@@ -443,8 +387,8 @@ def attach_evaluation(directory, eval_dir):
             _check_file(directory, f, entries[f])[0] == "ok" for f in entries):
         return result
     for filename in EVAL_FILES:
-        _copy_file_in(os.path.join(eval_dir, filename), directory, filename)
+        files.atomic_copy(os.path.join(eval_dir, filename), os.path.join(directory, filename))
     manifest[EVALUATION] = section
-    _write_manifest(directory, manifest)
+    files.write_json(os.path.join(directory, MANIFEST), manifest)
     result["changed"] = True
     return result

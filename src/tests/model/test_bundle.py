@@ -1,5 +1,6 @@
 """`facekit model bundle` / `verify`: the training stage's hand-off, versioned by content."""
 
+import errno
 import json
 import os
 import subprocess
@@ -189,6 +190,59 @@ def test_a_broken_bundle_of_the_same_version_is_replaced(inputs, capsys):
     assert again == dict(first, created=True)
     assert bundle.verify_bundle(first["path"])["ok"]
     assert os.listdir(os.path.join(inputs.root, "faces")) == [first["version"]]
+
+
+def test_verify_lists_every_file_the_roles_copy_with_their_sizes(inputs, capsys, tmp_path):
+    """The roles take the bundle's files from `verify --json` (listed, bytes): the model's, and
+    the evaluation's once attached."""
+    made = make(capsys, inputs)
+    status, out, _ = run(capsys, ["model", "verify", made["path"], "--json"])
+    result = json.loads(out)
+    assert status == 0 and sorted(result["listed"]) == sorted(bundle.FILES)
+    assert result["listed"]["model.binaryproto"] == {
+        "sha256": sha256_file(inputs.compiled)[0], "bytes": os.path.getsize(inputs.compiled)}
+    assert result["bytes"] == sum(os.path.getsize(os.path.join(made["path"], name))
+                                  for name in bundle.FILES)
+    evaluation = write_evaluation(str(tmp_path / "eval"), made["version"])
+    run(capsys, ["model", "attach-eval", made["path"], evaluation])
+    result = bundle.verify_bundle(made["path"])
+    assert sorted(result["listed"]) == sorted(bundle.FILES + bundle.EVAL_FILES)
+    assert result["bytes"] == sum(os.path.getsize(os.path.join(made["path"], name))
+                                  for name in bundle.FILES + bundle.EVAL_FILES)
+
+
+def test_verify_leaves_out_a_write_in_progress_but_not_a_left_over(inputs, capsys):
+    path = make(capsys, inputs)["path"]
+    # The temporary name facekit.files gives a file this process writes: in progress.
+    with open(os.path.join(path, ".manifest.json.tmp-{}".format(os.getpid())), "w") as fh:
+        fh.write("{}")
+    assert bundle.verify_bundle(path)["ok"]
+    # One of a process that is gone: left behind by an interrupted run, reported.
+    dead = subprocess.run(["sh", "-c", "echo $$"], stdout=subprocess.PIPE,
+                          universal_newlines=True, check=True).stdout.strip()
+    with open(os.path.join(path, ".eval.json.tmp-{}".format(dead)), "w") as fh:
+        fh.write("{}")
+    assert bundle.verify_bundle(path)["problems"] == [
+        "extra file .eval.json.tmp-{} (not in manifest.json)".format(dead)]
+
+
+def test_a_bundle_another_run_put_in_place_meanwhile_is_taken(inputs, capsys, monkeypatch):
+    """Two runs of the same inputs at once: the second rename fails, and the bundle the first
+    one renamed into place, identical, is taken (created: false), nothing left behind."""
+    first = make(capsys, inputs)
+    parked = first["path"] + ".parked"
+    os.rename(first["path"], parked)
+
+    def race(tmp, path):
+        # The other run renames its bundle into place first; this run's rename then fails as
+        # rename(2) does onto a directory that is not empty.
+        os.rename(parked, path)
+        raise OSError(errno.ENOTEMPTY, "Directory not empty", tmp)
+
+    monkeypatch.setattr(bundle.files, "commit", race)
+    assert make(capsys, inputs) == dict(first, created=False)
+    assert os.listdir(os.path.join(inputs.root, "faces")) == [first["version"]]
+    assert bundle.verify_bundle(first["path"])["ok"]
 
 
 def two_classes(inputs):
