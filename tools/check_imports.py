@@ -31,6 +31,7 @@ KIT_MAY_IMPORT = {
     "facekit": "the package's version, which the detector logs and reports",
     "facekit.errors": "FacekitError, the base of the detector's DetectorError",
     "facekit.argtypes": "the option types of facekit-detector and of its health gate",
+    "facekit.options": "the option tables those two command lines are built from",
     "facekit.files": "the sha256 of a release's files (through facekit.model.bundle)",
     "facekit.model": "the package of the three below; its __init__ imports nothing",
     "facekit.model.bundle": "a release is verified against the manifest the controller wrote",

@@ -34,7 +34,13 @@ def number(kind, low=None, high=None, low_open=False, high_open=False):
 nonnegative = number(int, 0)
 positive = number(int, 1)
 nonnegative_float = number(float, 0.0)
+# Seconds that must pass between two things (an interval, a frame age): more than 0.
+seconds = number(float, 0.0, low_open=True)
 port = number(int, 0, 65535)
+# A detector's score threshold: a score is a sigmoid, in (0, 1), so 0 and 1 cut nothing or all.
+score = number(float, 0.0, 1.0, True, True)
+# An AP, a recall or another share: [0, 1].
+fraction = number(float, 0.0, 1.0)
 
 
 def key_value(text):

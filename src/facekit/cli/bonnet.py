@@ -3,13 +3,13 @@
 The server (TensorFlow, Pillow, protobuf behind it) is imported when a command runs.
 """
 
-import argparse
 import json
 import logging
 import os
 import sys
 
 from facekit import argtypes
+from facekit.options import add_commands, command, flag, group, opt
 
 _BONNET_EPILOG = """\
 typical use (tests, the lab, Ansible):
@@ -103,74 +103,60 @@ def _cmd_bonnet_stop(args):
     return 0
 
 
+_SERVE = command(
+    "serve", _cmd_bonnet_serve, "run the software bonnet (in the foreground, or --background)",
+    _SERVE_DESCRIPTION,
+    opt("--host", "HOST", "address to listen on (default 127.0.0.1)", default="127.0.0.1"),
+    opt("--port", "PORT",
+        "TCP port (default 35000, AIY's VISION_BONNET_PORT default; 0 picks a free one, see the "
+        "state file or --background's output)", type=argtypes.port, default=35000),
+    opt("--models", "DIR", "directory searched (recursively) for model bundles with "
+                           "manifest.json, e.g. artifacts/models", required=True),
+    opt("--frames", "DIR", "camera frames: the .jpg/.jpeg/.png files of DIR, sorted by name and "
+                           "cycled (default: a generated 640x480 test pattern)"),
+    opt("--fps", "FPS", "serve camera frames at most this often per second (default 10; 0: as "
+                        "fast as inference runs)", type=argtypes.nonnegative_float, default=10.0),
+    group("failure rehearsal",
+          opt("--refuse", "MODEL",
+              "refuse to load MODEL: a LoadModel's model name, a bundle version, or a sha256 "
+              "prefix (>= 12 hex digits) of the compiled graph (repeatable)",
+              action="append", default=[]),
+          opt("--drop-after", "N", "close the client's connection without a reply at the Nth "
+                                   "camera_inference request (once per server process)",
+              type=argtypes.positive),
+          opt("--delay-ms", "MS", "answer every request MS milliseconds late (default 0)",
+              type=argtypes.nonnegative, default=0)),
+    group("reporting and daemon mode",
+          opt("--report-every", "N", "log frames, mean / max ms per frame and fps every N "
+                                     "inferences (default 50)",
+              type=argtypes.positive, default=50),
+          opt("--state-file", "PATH", "JSON state kept up to date for tests and Ansible (see "
+                                      "below)"),
+          flag("--background",
+               "start the server as a detached process, wait until it listens and print "
+               "{\"pid\", \"host\", \"port\", \"changed\"}; a live server of the same "
+               "--state-file and options is left alone (changed: false), one with other "
+               "options is replaced. Needs --state-file"),
+          opt("--log-file", "PATH", "append the server's log to PATH instead of stderr (default "
+                                    "with --background: the state file's path + .log)")),
+    epilog=_BONNET_EPILOG)
+
+_STOP = command(
+    "stop", _cmd_bonnet_stop, "stop a bonnet started with --state-file",
+    "Send SIGTERM to the bonnet whose pid the state file holds (SIGKILL after --timeout), if "
+    "it still runs, and print {\"changed\", \"pid\"}: changed is false when no such server "
+    "was running.",
+    opt("--state-file", "PATH", "the state file the server was started with", required=True),
+    opt("--timeout", "SECONDS", "how long to wait after SIGTERM before SIGKILL (default 15)",
+        type=argtypes.nonnegative_float, default=15.0))
+
+
 def add_group(groups):
     """The `bonnet` group and its commands, on the `facekit` parser's subparsers."""
-    bonnet = groups.add_parser(
-        "bonnet", help="a software Vision Bonnet on loopback, for AIY's client library",
-        description="A TCP server speaking the Vision Bonnet's protocol as AIY's client "
-                    "library does off a Pi (VISION_BONNET_HOST / VISION_BONNET_PORT): it "
-                    "runs the frozen graph of the model bundle whose model.binaryproto a "
-                    "client loads, with TensorFlow on the CPU, so the real library and the "
-                    "detector run without hardware.",
-        epilog=_BONNET_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = bonnet.add_subparsers(dest="command", metavar="{serve,stop}")
-    commands.required = True
-
-    serve_cmd = commands.add_parser(
-        "serve", help="run the software bonnet (in the foreground, or --background)",
-        description=_SERVE_DESCRIPTION,
-        epilog=_BONNET_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    serve_cmd.add_argument("--host", default="127.0.0.1",
-                           help="address to listen on (default 127.0.0.1)")
-    serve_cmd.add_argument("--port", type=argtypes.port, default=35000,
-                           help="TCP port (default 35000, AIY's VISION_BONNET_PORT default; "
-                                "0 picks a free one, see the state file or --background's "
-                                "output)")
-    serve_cmd.add_argument("--models", required=True, metavar="DIR",
-                           help="directory searched (recursively) for model bundles with "
-                                "manifest.json, e.g. artifacts/models")
-    serve_cmd.add_argument("--frames", metavar="DIR",
-                           help="camera frames: the .jpg/.jpeg/.png files of DIR, sorted by "
-                                "name and cycled (default: a generated 640x480 test "
-                                "pattern)")
-    serve_cmd.add_argument("--fps", type=argtypes.nonnegative_float, default=10.0,
-                           help="serve camera frames at most this often per second "
-                                "(default 10; 0: as fast as inference runs)")
-    rehearsal = serve_cmd.add_argument_group("failure rehearsal")
-    rehearsal.add_argument("--refuse", action="append", default=[], metavar="MODEL",
-                           help="refuse to load MODEL: a LoadModel's model name, a bundle "
-                                "version, or a sha256 prefix (>= 12 hex digits) of the "
-                                "compiled graph (repeatable)")
-    rehearsal.add_argument("--drop-after", type=argtypes.positive, metavar="N",
-                           help="close the client's connection without a reply at the Nth "
-                                "camera_inference request (once per server process)")
-    rehearsal.add_argument("--delay-ms", type=argtypes.nonnegative, default=0, metavar="MS",
-                           help="answer every request MS milliseconds late (default 0)")
-    report = serve_cmd.add_argument_group("reporting and daemon mode")
-    report.add_argument("--report-every", type=argtypes.positive, default=50, metavar="N",
-                        help="log frames, mean / max ms per frame and fps every N "
-                             "inferences (default 50)")
-    report.add_argument("--state-file", metavar="PATH",
-                        help="JSON state kept up to date for tests and Ansible (see below)")
-    report.add_argument("--background", action="store_true",
-                        help="start the server as a detached process, wait until it "
-                             "listens and print {\"pid\", \"host\", \"port\", \"changed\"}; "
-                             "a live server of the same --state-file and options is left "
-                             "alone (changed: false), one with other options is replaced. "
-                             "Needs --state-file")
-    report.add_argument("--log-file", metavar="PATH",
-                        help="append the server's log to PATH instead of stderr (default "
-                             "with --background: the state file's path + .log)")
-    serve_cmd.set_defaults(func=_cmd_bonnet_serve, parser=serve_cmd)
-
-    stop_cmd = commands.add_parser(
-        "stop", help="stop a bonnet started with --state-file",
-        description="Send SIGTERM to the bonnet whose pid the state file holds (SIGKILL after "
-                    "--timeout), if it still runs, and print {\"changed\", \"pid\"}: changed "
-                    "is false when no such server was running.")
-    stop_cmd.add_argument("--state-file", required=True, metavar="PATH",
-                          help="the state file the server was started with")
-    stop_cmd.add_argument("--timeout", type=argtypes.nonnegative_float, default=15.0,
-                          metavar="SECONDS",
-                          help="how long to wait after SIGTERM before SIGKILL (default 15)")
-    stop_cmd.set_defaults(func=_cmd_bonnet_stop)
+    add_commands(
+        groups, "bonnet", "a software Vision Bonnet on loopback, for AIY's client library",
+        "A TCP server speaking the Vision Bonnet's protocol as AIY's client library does off a "
+        "Pi (VISION_BONNET_HOST / VISION_BONNET_PORT): it runs the frozen graph of the model "
+        "bundle whose model.binaryproto a client loads, with TensorFlow on the CPU, so the "
+        "real library and the detector run without hardware.",
+        (_SERVE, _STOP), epilog=_BONNET_EPILOG)

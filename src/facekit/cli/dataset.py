@@ -5,9 +5,8 @@ The conversion (pandas, lxml, TensorFlow behind it) is imported inside each _cmd
 function: building the parser, which every `facekit` command does, imports none of it.
 """
 
-import argparse
-
 from facekit import argtypes
+from facekit.options import add_commands, command, flag, group, opt
 
 _DATASET_EPILOG = """\
 typical use (what the dataset stage runs):
@@ -28,13 +27,6 @@ exit status: 0 success, 1 bad input (the message names the file and line), 2 usa
 outputs unchanged; a later run also removes what a SIGKILLed run left behind).
 """
 
-_SHARDS_HELP = (
-    "number of TFRecord shards (default 1). One shard is written as <split>.record; N > 1 as "
-    "<split>.record-00000-of-0000N ... (the Object Detection API's naming), read in a "
-    "pipeline config with input_path: \"<dir>/<split>.record-?????-of-0000N\". Image i goes "
-    "to shard i %% N. Shards of an earlier run with another count are removed."
-)
-
 
 _VOC_EPILOG = """\
 --format voc (LabelImg / Pascal VOC XML, any number of classes):
@@ -44,71 +36,6 @@ _VOC_EPILOG = """\
   and dataset.json (per-class counts, warnings such as a <size> that differs from the image).
   A class outside --labels / --label-map stops the run naming every file and line.
 """
-
-
-def _add_filter_flags(parser):
-    group = parser.add_argument_group(
-        "filters (defaults are the seed tutorial's: valid, clear, >= 50 px faces)")
-    group.add_argument(
-        "--max-blur", type=int, default=0, choices=(0, 1, 2), metavar="{0,1,2}",
-        help="keep faces whose WIDER blur label is at most this: 0 clear (default), "
-             "1 also normal blur, 2 also heavy blur")
-    group.add_argument(
-        "--min-size", type=argtypes.nonnegative, default=50, metavar="PX",
-        help="keep faces whose longer annotated side is at least PX pixels (default 50)")
-    group.add_argument(
-        "--keep-invalid", action="store_true",
-        help="keep faces WIDER marks invalid (dropped by default)")
-    group.add_argument(
-        "--keep-empty", action="store_true",
-        help="keep images left without faces as negative examples (no boxes). By default "
-             "they are dropped and counted under images.dropped.no_faces in dataset.json")
-
-
-def _add_image_flags(parser, strict_what="a missing or corrupt image"):
-    group = parser.add_argument_group("images and speed")
-    group.add_argument(
-        "--workers", type=argtypes.positive, default=1, metavar="N",
-        help="processes that read images and check their headers (default 1). Writing stays in "
-             "one process and follows annotation order, so any N gives identical output")
-    group.add_argument(
-        "--strict", action="store_true",
-        help="fail on {} instead of logging it, skipping it and counting it in "
-             "dataset.json".format(strict_what))
-    group.add_argument(
-        "--no-progress", action="store_true",
-        help="no progress bar (on a terminal) or periodic progress log lines (otherwise)")
-
-
-
-def _add_voc_flags(parser):
-    group = parser.add_argument_group("--format voc: classes and splits")
-    group.add_argument(
-        "--labels", metavar="A,B,...",
-        help="the classes, comma-separated, in id order (ids 1..N). Default: every <name> found, "
-             "sorted. The label map written (label_map.pbtxt) follows it")
-    group.add_argument(
-        "--label-map", metavar="FILE",
-        help="take the classes from this label_map.pbtxt (by their name field, ids 1..N)")
-    group.add_argument(
-        "--unknown-labels", choices=("fail", "drop"),
-        help="an object whose class is not among the given ones: fail (default) names every "
-             "file and line where one occurs; drop leaves those objects out and counts them")
-    group.add_argument(
-        "--val-fraction", type=argtypes.number(float, 0, 1, low_open=True, high_open=True),
-        metavar="F",
-        help="share of the annotation files that go to val (default 0.2), chosen by a seeded "
-             "hash of their paths: the same files and seed give the same split")
-    group.add_argument("--seed", type=int, metavar="N", help="seed of that split (default 0)")
-    group.add_argument(
-        "--val-annotations", metavar="DIR",
-        help="a folder of XML files of its own for val, instead of --val-fraction")
-    group.add_argument(
-        "--val-images", metavar="DIR",
-        help="the folder --val-annotations' <filename> is relative to (default: that folder)")
-    group.add_argument(
-        "--val-shards", type=argtypes.positive, metavar="N",
-        help="TFRecord shards of the val split (default 1; --shards sets train's)")
 
 
 def _filters(args):
@@ -158,9 +85,9 @@ _VOC_ONLY = (("val_annotations", None, "--val-annotations"), ("val_images", None
 
 
 def _refuse_flags(args, flags, fmt):
-    for attr, default, flag in flags:
+    for attr, default, name in flags:
         if getattr(args, attr) != default:
-            args.usage_error("{} does not apply to --format {}".format(flag, fmt))
+            args.parser.error("{} does not apply to --format {}".format(name, fmt))
 
 
 def _cmd_convert_voc(args):
@@ -168,7 +95,7 @@ def _cmd_convert_voc(args):
 
     _refuse_flags(args, _WIDER_ONLY, "voc")
     if args.val_annotations and args.val_fraction is not None:
-        args.usage_error("--val-fraction splits --annotations; with --val-annotations the val "
+        args.parser.error("--val-fraction splits --annotations; with --val-annotations the val "
                          "split is given: pass one of them")
     labels = None
     if args.labels is not None:
@@ -209,7 +136,7 @@ def _cmd_convert(args):
         return _cmd_convert_voc(args)
     _refuse_flags(args, _VOC_ONLY, "wider")
     if args.images is None:
-        args.usage_error("--images is required with --format wider")
+        args.parser.error("--images is required with --format wider")
     entry = convert(args.annotations, args.images, args.output_dir, split=args.split,
                     config=_filters(args), shards=args.shards, workers=args.workers,
                     strict=args.strict, voc=not args.no_voc, csv=not args.no_csv,
@@ -250,136 +177,165 @@ def _cmd_to_tfrecord(args):
     return 0
 
 
-def _annotation_flags(parser):
-    parser.add_argument(
-        "--annotations", required=True, metavar="FILE",
-        help="WIDER FACE annotation file, e.g. wider_face_split/wider_face_val_bbx_gt.txt")
-    parser.add_argument(
-        "--images", required=True, metavar="DIR",
-        help="folder holding the event folders the annotation paths start with, "
-             "e.g. WIDER_val/images")
-    parser.add_argument(
-        "--split", metavar="NAME",
-        help="split name used in output names (default: taken from the annotation file name, "
-             "wider_face_<split>_bbx_gt.txt)")
+# ---- the commands' options, each said once ---------------------------------------------
 
+_FILTERS = group(
+    "filters (defaults are the seed tutorial's: valid, clear, >= 50 px faces)",
+    opt("--max-blur", "{0,1,2}",
+        "keep faces whose WIDER blur label is at most this: 0 clear (default), 1 also normal "
+        "blur, 2 also heavy blur", type=int, default=0, choices=(0, 1, 2)),
+    opt("--min-size", "PX", "keep faces whose longer annotated side is at least PX pixels "
+                            "(default 50)", type=argtypes.nonnegative, default=50),
+    flag("--keep-invalid", "keep faces WIDER marks invalid (dropped by default)"),
+    flag("--keep-empty", "keep images left without faces as negative examples (no boxes). By "
+                         "default they are dropped and counted under images.dropped.no_faces in "
+                         "dataset.json"))
+
+
+def _images(strict_what="a missing or corrupt image"):
+    """The images-and-speed options; --strict says what it fails on."""
+    return group(
+        "images and speed",
+        opt("--workers", "N",
+            "processes that read images and check their headers (default 1). Writing stays in "
+            "one process and follows annotation order, so any N gives identical output",
+            type=argtypes.positive, default=1),
+        flag("--strict", "fail on {} instead of logging it, skipping it and counting it in "
+                         "dataset.json".format(strict_what)),
+        flag("--no-progress", "no progress bar (on a terminal) or periodic progress log lines "
+                              "(otherwise)"))
+
+
+_VOC = group(
+    "--format voc: classes and splits",
+    opt("--labels", "A,B,...",
+        "the classes, comma-separated, in id order (ids 1..N). Default: every <name> found, "
+        "sorted. The label map written (label_map.pbtxt) follows it"),
+    opt("--label-map", "FILE", "take the classes from this label_map.pbtxt (by their name "
+                               "field, ids 1..N)"),
+    opt("--unknown-labels", None,
+        "an object whose class is not among the given ones: fail (default) names every file "
+        "and line where one occurs; drop leaves those objects out and counts them",
+        choices=("fail", "drop")),
+    opt("--val-fraction", "F",
+        "share of the annotation files that go to val (default 0.2), chosen by a seeded hash of "
+        "their paths: the same files and seed give the same split",
+        type=argtypes.number(float, 0, 1, low_open=True, high_open=True)),
+    opt("--seed", "N", "seed of that split (default 0)", type=int),
+    opt("--val-annotations", "DIR", "a folder of XML files of its own for val, instead of "
+                                    "--val-fraction"),
+    opt("--val-images", "DIR", "the folder --val-annotations' <filename> is relative to "
+                               "(default: that folder)"),
+    opt("--val-shards", "N", "TFRecord shards of the val split (default 1; --shards sets "
+                             "train's)", type=argtypes.positive))
+
+_SHARDS = opt(
+    "--shards", "N",
+    "number of TFRecord shards (default 1). One shard is written as <split>.record; N > 1 as "
+    "<split>.record-00000-of-0000N ... (the Object Detection API's naming), read in a "
+    "pipeline config with input_path: \"<dir>/<split>.record-?????-of-0000N\". Image i goes "
+    "to shard i %% N. Shards of an earlier run with another count are removed.",
+    type=argtypes.positive, default=1)
+_WIDER_ANNOTATIONS = opt(
+    "--annotations", "FILE",
+    "WIDER FACE annotation file, e.g. wider_face_split/wider_face_val_bbx_gt.txt", required=True)
+_WIDER_IMAGES = opt(
+    "--images", "DIR",
+    "folder holding the event folders the annotation paths start with, e.g. WIDER_val/images",
+    required=True)
+_WIDER_SPLIT = opt(
+    "--split", "NAME",
+    "split name used in output names (default: taken from the annotation file name, "
+    "wider_face_<split>_bbx_gt.txt)")
+
+_INSPECT = command(
+    "inspect", _cmd_inspect,
+    "count images and faces per filter reason, without opening images",
+    "Parse an annotation file and report how many images and faces the filters keep and "
+    "drop, by reason. Reads no image, so clipping and unreadable images are not counted here.",
+    opt("annotations", "FILE", "WIDER FACE annotation file (wider_face_<split>_bbx_gt.txt)"),
+    _FILTERS)
+
+_CONVERT = command(
+    "convert", _cmd_convert,
+    "WIDER FACE or a VOC/LabelImg folder -> TFRecord + CSV + label map + dataset.json",
+    "--format wider (default): convert one WIDER FACE split in a single pass over its images. "
+    "Writes, in --output-dir: <split>.record (or shards), <split>_labels.csv, <split>_voc/ "
+    "(VOC XML), label_map.pbtxt and dataset.json (one entry per split; counts per drop reason, "
+    "filters, input checksums, shards). --format voc: convert a folder of Pascal VOC / "
+    "LabelImg XML files and their images into both a train and a val split, with any number "
+    "of classes (label_map.pbtxt ids 1..N) and per-class counts in dataset.json. Every file "
+    "is written under a hidden temporary name and renamed when complete.",
+    opt("--format", None, "wider: a WIDER FACE annotation file (default); voc: a folder of "
+                          "Pascal VOC / LabelImg XML files",
+        choices=("wider", "voc"), default="wider"),
+    opt("--annotations", "PATH",
+        "wider: the annotation file, e.g. wider_face_split/wider_face_val_bbx_gt.txt; voc: "
+        "the folder searched (at any depth) for .xml files", required=True),
+    opt("--images", "DIR",
+        "wider (required): the folder holding the event folders, e.g. WIDER_val/images; voc: "
+        "the folder the XML files' <filename> is relative to (default: --annotations)"),
+    opt("--split", "NAME",
+        "wider: split name used in output names (default: taken from the annotation file name, "
+        "wider_face_<split>_bbx_gt.txt); voc writes train and val"),
+    opt("--output-dir", "DIR", "where the outputs go (created if missing)", required=True),
+    _SHARDS,
+    flag("--no-voc", "do not write the <split>_voc/ XML tree"),
+    flag("--no-csv", "do not write <split>_labels.csv"),
+    opt("--source", "NAME=CHECKSUM",
+        "record a source archive and its checksum (e.g. WIDER_val.zip=sha256:f9ef...) under "
+        "inputs.sources in dataset.json; repeatable. The dataset stage passes the archives it "
+        "downloaded, and converts again only when they change",
+        action="append", type=argtypes.source),
+    _FILTERS, _VOC, _images(),
+    epilog=_VOC_EPILOG)
+
+_TO_VOC = command(
+    "to-voc", _cmd_to_voc, "seed step 1: WIDER -> one VOC XML per image",
+    "Write one Pascal VOC XML per kept image into --output-dir/Annotations (mirroring the "
+    "event folders), the image order into ImageSets/Main/<split>.txt and a dataset.json with "
+    "the counts. Same filters and drop counting as convert.",
+    _WIDER_ANNOTATIONS, _WIDER_IMAGES, _WIDER_SPLIT,
+    opt("--output-dir", "DIR", "VOC directory to (re)create; refused if it holds files facekit "
+                               "did not write", required=True),
+    _FILTERS, _images())
+
+_TO_CSV = command(
+    "to-csv", _cmd_to_csv, "seed step 2 (xml_to_csv): VOC XML directory -> box CSV",
+    "Collect VOC XML files into a CSV with the header "
+    "filename,width,height,class,xmin,ymin,xmax,ymax (one row per box). Uses "
+    "ImageSets/Main/<split>.txt for the order when present, else every .xml file sorted by "
+    "path.",
+    opt("--voc-dir", "DIR", "VOC directory (with Annotations/) or a flat folder of XML files",
+        required=True),
+    opt("--output", "CSV", "CSV file to write", required=True),
+    opt("--split", "NAME", "image set to read (ImageSets/Main/NAME.txt); needed only when the "
+                           "VOC directory holds several"))
+
+_TO_TFRECORD = command(
+    "to-tfrecord", _cmd_to_tfrecord,
+    "seed step 3 (generate_tfrecord): box CSV + images -> TFRecord",
+    "Build TFRecord shards, label_map.pbtxt and a dataset.json entry from the box CSV. Rows "
+    "of one image must be consecutive. Each image is opened for its bytes and its header size "
+    "is checked against the CSV.",
+    opt("--csv", "CSV", "box CSV (to-csv's)", required=True),
+    opt("--images", "DIR", "folder the CSV's filename column is relative to", required=True),
+    opt("--output-dir", "DIR", "where the records, label map and dataset.json go",
+        required=True),
+    opt("--split", "NAME", "split name for the record file names, e.g. train or val",
+        required=True),
+    _SHARDS,
+    _images("a missing or corrupt image or one whose size differs from the CSV"))
 
 
 def add_group(groups):
     """The `dataset` group and its commands, on the `facekit` parser's subparsers."""
-    dataset = groups.add_parser(
-        "dataset", help="convert WIDER FACE or a LabelImg / Pascal VOC folder into Object "
-                        "Detection API training data",
-        description="Convert WIDER FACE annotations and images into Pascal VOC XML, the seed "
-                    "tutorial's CSV, TFRecord shards for the TensorFlow Object Detection API, "
-                    "label_map.pbtxt and a dataset.json manifest; `convert --format voc` takes a "
-                    "LabelImg / Pascal VOC folder of any classes instead.",
-        epilog=_DATASET_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = dataset.add_subparsers(dest="command",
-                                      metavar="{inspect,convert,to-voc,to-csv,to-tfrecord}")
-    commands.required = True
-
-    inspect_cmd = commands.add_parser(
-        "inspect", help="count images and faces per filter reason, without opening images",
-        description="Parse an annotation file and report how many images and faces the filters "
-                    "keep and drop, by reason. Reads no image, so clipping and unreadable "
-                    "images are not counted here.")
-    inspect_cmd.add_argument("annotations", metavar="FILE",
-                         help="WIDER FACE annotation file (wider_face_<split>_bbx_gt.txt)")
-    _add_filter_flags(inspect_cmd)
-    inspect_cmd.set_defaults(func=_cmd_inspect)
-
-    convert_cmd = commands.add_parser(
-        "convert", help="WIDER FACE or a VOC/LabelImg folder -> TFRecord + CSV + label map + "
-                        "dataset.json",
-        description="--format wider (default): convert one WIDER FACE split in a single pass "
-                    "over its images. Writes, in --output-dir: <split>.record (or shards), "
-                    "<split>_labels.csv, <split>_voc/ (VOC XML), label_map.pbtxt and "
-                    "dataset.json (one entry per split; counts per drop reason, filters, input "
-                    "checksums, shards). --format voc: convert a folder of Pascal VOC / "
-                    "LabelImg XML files and their images into both a train and a val split, "
-                    "with any number of classes (label_map.pbtxt ids 1..N) and per-class "
-                    "counts in dataset.json. Every file is written under a hidden temporary "
-                    "name and renamed when complete.",
-        epilog=_VOC_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    convert_cmd.add_argument(
-        "--format", choices=("wider", "voc"), default="wider",
-        help="wider: a WIDER FACE annotation file (default); voc: a folder of Pascal VOC / "
-             "LabelImg XML files")
-    convert_cmd.add_argument(
-        "--annotations", required=True, metavar="PATH",
-        help="wider: the annotation file, e.g. wider_face_split/wider_face_val_bbx_gt.txt; "
-             "voc: the folder searched (at any depth) for .xml files")
-    convert_cmd.add_argument(
-        "--images", metavar="DIR",
-        help="wider (required): the folder holding the event folders, e.g. WIDER_val/images; "
-             "voc: the folder the XML files' <filename> is relative to (default: "
-             "--annotations)")
-    convert_cmd.add_argument(
-        "--split", metavar="NAME",
-        help="wider: split name used in output names (default: taken from the annotation file "
-             "name, wider_face_<split>_bbx_gt.txt); voc writes train and val")
-    convert_cmd.add_argument("--output-dir", required=True, metavar="DIR",
-                         help="where the outputs go (created if missing)")
-    convert_cmd.add_argument("--shards", type=argtypes.positive, default=1, metavar="N",
-                             help=_SHARDS_HELP)
-    convert_cmd.add_argument("--no-voc", action="store_true",
-                         help="do not write the <split>_voc/ XML tree")
-    convert_cmd.add_argument("--no-csv", action="store_true",
-                         help="do not write <split>_labels.csv")
-    convert_cmd.add_argument(
-        "--source", action="append", type=argtypes.source, metavar="NAME=CHECKSUM",
-        help="record a source archive and its checksum (e.g. WIDER_val.zip=sha256:f9ef...) "
-             "under inputs.sources in dataset.json; repeatable. The dataset stage passes the "
-             "archives it downloaded, and converts again only when they change")
-    _add_filter_flags(convert_cmd)
-    _add_voc_flags(convert_cmd)
-    _add_image_flags(convert_cmd)
-    convert_cmd.set_defaults(func=_cmd_convert, usage_error=convert_cmd.error)
-
-    to_voc_cmd = commands.add_parser(
-        "to-voc", help="seed step 1: WIDER -> one VOC XML per image",
-        description="Write one Pascal VOC XML per kept image into --output-dir/Annotations "
-                    "(mirroring the event folders), the image order into "
-                    "ImageSets/Main/<split>.txt and a dataset.json with the counts. Same "
-                    "filters and drop counting as convert.")
-    _annotation_flags(to_voc_cmd)
-    to_voc_cmd.add_argument("--output-dir", required=True, metavar="DIR",
-                        help="VOC directory to (re)create; refused if it holds files facekit "
-                             "did not write")
-    _add_filter_flags(to_voc_cmd)
-    _add_image_flags(to_voc_cmd)
-    to_voc_cmd.set_defaults(func=_cmd_to_voc)
-
-    to_csv_cmd = commands.add_parser(
-        "to-csv", help="seed step 2 (xml_to_csv): VOC XML directory -> box CSV",
-        description="Collect VOC XML files into a CSV with the header "
-                    "filename,width,height,class,xmin,ymin,xmax,ymax (one row per box). Uses "
-                    "ImageSets/Main/<split>.txt for the order when present, else every .xml "
-                    "file sorted by path.")
-    to_csv_cmd.add_argument("--voc-dir", required=True, metavar="DIR",
-                        help="VOC directory (with Annotations/) or a flat folder of XML files")
-    to_csv_cmd.add_argument("--output", required=True, metavar="CSV", help="CSV file to write")
-    to_csv_cmd.add_argument("--split", metavar="NAME",
-                        help="image set to read (ImageSets/Main/NAME.txt); needed only when "
-                             "the VOC directory holds several")
-    to_csv_cmd.set_defaults(func=_cmd_to_csv)
-
-    to_tfrecord_cmd = commands.add_parser(
-        "to-tfrecord", help="seed step 3 (generate_tfrecord): box CSV + images -> TFRecord",
-        description="Build TFRecord shards, label_map.pbtxt and a dataset.json entry from the "
-                    "box CSV. Rows of one image must be consecutive. Each image is opened for "
-                    "its bytes and its header size is checked against the CSV.")
-    to_tfrecord_cmd.add_argument("--csv", required=True, metavar="CSV", help="box CSV (to-csv's)")
-    to_tfrecord_cmd.add_argument("--images", required=True, metavar="DIR",
-                             help="folder the CSV's filename column is relative to")
-    to_tfrecord_cmd.add_argument("--output-dir", required=True, metavar="DIR",
-                             help="where the records, label map and dataset.json go")
-    to_tfrecord_cmd.add_argument("--split", required=True, metavar="NAME",
-                             help="split name for the record file names, e.g. train or val")
-    to_tfrecord_cmd.add_argument("--shards", type=argtypes.positive, default=1, metavar="N",
-                             help=_SHARDS_HELP)
-    _add_image_flags(to_tfrecord_cmd,
-                     strict_what="a missing or corrupt image or one whose size differs from "
-                                 "the CSV")
-    to_tfrecord_cmd.set_defaults(func=_cmd_to_tfrecord)
+    add_commands(
+        groups, "dataset",
+        "convert WIDER FACE or a LabelImg / Pascal VOC folder into Object Detection API "
+        "training data",
+        "Convert WIDER FACE annotations and images into Pascal VOC XML, the seed tutorial's "
+        "CSV, TFRecord shards for the TensorFlow Object Detection API, label_map.pbtxt and a "
+        "dataset.json manifest; `convert --format voc` takes a LabelImg / Pascal VOC folder of "
+        "any classes instead.",
+        (_INSPECT, _CONVERT, _TO_VOC, _TO_CSV, _TO_TFRECORD), epilog=_DATASET_EPILOG)

@@ -5,12 +5,14 @@ the kit runs it, measured, with a report.
 numpy, scipy and TensorFlow (facekit.eval) are imported inside the commands' functions.
 """
 
-import argparse
 import json
 import math
 import os
 
 from facekit import argtypes
+from facekit.cli.model import BUNDLE_DIR
+from facekit.eval import gate
+from facekit.options import add_commands, command, flag, opt
 
 _EVAL_EPILOG = """\
 typical use:
@@ -88,20 +90,6 @@ def _cmd_eval_wider(args):
     return 0
 
 
-def add_group(groups):
-    """The `eval` group and its commands, on the `facekit` parser's subparsers."""
-    group = groups.add_parser(
-        "eval", help="measure a detector: WIDER FACE easy/medium/hard AP; a bundle on records",
-        description="Evaluation tools: score a detector's predictions the way the field "
-                    "reports face detectors.",
-        epilog=_EVAL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = group.add_subparsers(dest="command", metavar="{wider,run,gate}")
-    commands.required = True
-    _add_wider(commands)
-    _add_run(commands)
-    _add_gate(commands)
-
-
 def _cmd_eval_run(args):
     from facekit.eval import run  # noqa: PLC0415
 
@@ -132,93 +120,8 @@ def _cmd_eval_run(args):
     return 0
 
 
-def _add_run(commands):
-    run_cmd = commands.add_parser(
-        "run", help="run a bundle on TFRecord files as the kit does; AP, recall, report",
-        description="Run a model bundle's frozen graph on every image of TFRecord files (the "
-                    "Object Detection API's format, as `facekit dataset convert` writes "
-                    "them) the way the Vision Kit runs it: the whole image resized to the "
-                    "bundle's input size, normalised (x - 128) / 128, the output tensors "
-                    "decoded by the kit's own decoder (facekit.detector) at a low score "
-                    "threshold. Writes into OUTPUT: eval.json (AP at IoU 0.5 per class and "
-                    "mean; recall, precision, false positives per image and recall by face "
-                    "size at the deploy threshold; the bundle's version, the records' "
-                    "sha256s, images/s), pr.png (precision-recall curves), samples.png "
-                    "(true positives green, false positives red, missed faces blue), "
-                    "report.html (both pictures and the figures; reads offline) and, for "
-                    "WIDER FACE records, predictions/<event>/<image>.txt in the WIDER format. "
-                    "Face sizes: the square root of a box's area in the original image's "
-                    "pixels; small < 32, medium 32-96, large >= 96. Needs TensorFlow and "
-                    "Pillow; scipy for --wider-ground-truth.",
-        epilog=_EVAL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    run_cmd.add_argument("bundle", metavar="BUNDLE",
-                         help="a model bundle directory (manifest.json, "
-                              "frozen_inference_graph.pb, anchors.txt, labels.txt, "
-                              "pipeline.config); it must verify against its manifest")
-    run_cmd.add_argument("--records", metavar="PATTERN", required=True,
-                         help="a TFRecord file or a glob of them (quote it), e.g. "
-                              "'data/val.record*'; every image of every file is run, in "
-                              "file name order")
-    run_cmd.add_argument("--output", metavar="DIR", required=True,
-                         help="the folder to write into (created; files of an earlier run "
-                              "are replaced)")
-    run_cmd.add_argument("--deploy-threshold", metavar="SCORE", default=0.5,
-                         type=argtypes.number(float, 0.0, 1.0, True, True),
-                         help="the kit's score threshold (vision_kit_score_threshold) for "
-                              "recall, precision, false positives per image and the samples "
-                              "(default %(default)s)")
-    run_cmd.add_argument("--score-threshold", metavar="SCORE", default=0.02,
-                         type=argtypes.number(float, 0.0, 1.0, True, True),
-                         help="the decoder's threshold for the AP's ranking: low, so the "
-                              "AP sees the whole precision-recall curve (default "
-                              "%(default)s)")
-    run_cmd.add_argument("--wider-ground-truth", metavar="DIR",
-                         help="the WIDER FACE evaluation tools' ground-truth folder "
-                              "(wider_face_val.mat, wider_{easy,medium,hard}_val.mat): adds "
-                              "the easy/medium/hard APs of predictions/ to eval.json (WIDER "
-                              "FACE val records only; val images missing from the records "
-                              "count as no detections)")
-    run_cmd.add_argument("--threads", metavar="N", type=argtypes.positive, default=2,
-                         help="threads for decoding images and for TensorFlow's ops "
-                              "(default %(default)s, the training host's cores)")
-    run_cmd.set_defaults(func=_cmd_eval_run)
-
-
-def _add_wider(commands):
-    wider_cmd = commands.add_parser(
-        "wider", help="WIDER FACE val easy/medium/hard AP of a WIDER-format prediction folder",
-        description="Score a prediction folder by the WIDER FACE protocol, as the official "
-                    "evaluation tools and their widely used Python port do: scores min-max "
-                    "normalised over the set, each prediction (file order) matched to the "
-                    "face of highest IoU (inclusive pixel boxes), IoU >= 0.5 to a face the "
-                    "setting does not count ignored, precision and recall at 1,000 score "
-                    "thresholds, VOC all-point AP. Prints the easy, medium and hard APs. An "
-                    "image of the ground truth with no prediction file counts as no "
-                    "detections (reported with a count). Needs scipy for the .mat files.",
-        epilog=_EVAL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    wider_cmd.add_argument(
-        "pred_dir", metavar="PRED_DIR",
-        help="the predictions: PRED_DIR/<event>/<image>.txt per image, each with the image "
-             "name on line 1, the number of boxes on line 2, then one 'x y w h score' line "
-             "per box (pixels; export at a low score threshold, e.g. 0.02, for a fair AP)")
-    wider_cmd.add_argument(
-        "--ground-truth", metavar="DIR", required=True,
-        help="folder with the evaluation tools' wider_face_val.mat and "
-             "wider_easy_val.mat, wider_medium_val.mat, wider_hard_val.mat "
-             "(eval_tools.zip, ground_truth/)")
-    wider_cmd.add_argument(
-        "--json", metavar="PATH",
-        help="also write PATH (replaced atomically): {\"easy\", \"medium\", \"hard\"} APs, "
-             "the precision and recall curves per setting at the 1,000 thresholds "
-             "(\"curves\", \"thresholds\"; null precision where nothing was proposed), face "
-             "and prediction counts, and the images without a prediction file")
-    wider_cmd.set_defaults(func=_cmd_eval_wider)
-
-
 def _cmd_eval_gate(args):
     import sys  # noqa: PLC0415
-
-    from facekit.eval import gate  # noqa: PLC0415
 
     version, candidate = gate.read_bundle_evaluation(args.bundle)
     deployed = None
@@ -242,49 +145,110 @@ def _cmd_eval_gate(args):
     return 0
 
 
-def _add_gate(commands):
-    from facekit.eval import gate  # noqa: PLC0415 - standard library only
+# ---- the commands' options, each said once ---------------------------------------------
 
-    gate_cmd = commands.add_parser(
-        "gate", help="may a bundle replace a deployed release? (its eval.json against the "
-                     "release's and a floor)",
-        description="The quality gate the kits' play runs before a rollout. A bundle passes "
-                    "when its gate metric (from the eval.json its manifest lists: `facekit "
-                    "eval run` then `facekit model attach-eval`) is at least --min-ap and, "
-                    "when the deployed release has an eval.json, not below that release's "
-                    "by more than --max-ap-drop. A kit that already runs the bundle's "
-                    "version passes; a bundle without an evaluation is refused. "
-                    "--force-deploy lets a refused bundle through and says so. Prints the "
-                    "decision (pass, same, refused, forced) and why, and notes when the two "
-                    "were measured on different records; exit status 1 when refused.",
-        epilog=_EVAL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    gate_cmd.add_argument("bundle", metavar="BUNDLE",
-                          help="the bundle to deploy (its manifest.json and eval.json)")
-    gate_cmd.add_argument("--deployed-eval", metavar="FILE",
-                          help="the deployed release's eval.json, or - to read it from stdin "
-                               "(empty: the release has none); leave out when the kit runs "
-                               "no release")
-    gate_cmd.add_argument("--deployed-version", metavar="VERSION",
-                          help="the version the kit runs (equal to the bundle's: pass)")
-    gate_cmd.add_argument("--gate-metric", choices=sorted(gate.METRICS),
-                          default=gate.DEFAULT_METRIC,
-                          help="the figure compared (default %(default)s: the mean over the "
-                               "classes of AP at IoU 0.5; wider_*: the WIDER FACE protocol's, "
-                               "when eval run was given --wider-ground-truth)")
-    gate_cmd.add_argument("--min-ap", metavar="AP", default=gate.DEFAULT_MIN,
-                          type=argtypes.number(float, 0.0, 1.0),
-                          help="the floor: a bundle below it is refused (default %(default)s)")
-    gate_cmd.add_argument("--max-ap-drop", metavar="AP", default=gate.DEFAULT_MAX_DROP,
-                          type=argtypes.number(float, 0.0, 1.0),
-                          help="how far below the deployed release's figure a bundle may be "
-                               "(default %(default)s)")
-    gate_cmd.add_argument("--force-deploy", action="store_true",
-                          help="let a refused bundle through (the decision says forced, and why)")
-    gate_cmd.add_argument("--settings-prefix", metavar="PREFIX", default="",
-                          help="name the settings in the sentences as variables with this "
-                               "prefix (the kits' play gives vision_kit_: vision_kit_min_ap "
-                               "...) instead of as this command's flags")
-    gate_cmd.add_argument("--json", action="store_true",
-                          help="print the decision as JSON: ok, decision, reason, note, "
-                               "metric, candidate and deployed figures and versions")
-    gate_cmd.set_defaults(func=_cmd_eval_gate)
+_WIDER = command(
+    "wider", _cmd_eval_wider,
+    "WIDER FACE val easy/medium/hard AP of a WIDER-format prediction folder",
+    "Score a prediction folder by the WIDER FACE protocol, as the official evaluation tools "
+    "and their widely used Python port do: scores min-max normalised over the set, each "
+    "prediction (file order) matched to the face of highest IoU (inclusive pixel boxes), IoU "
+    ">= 0.5 to a face the setting does not count ignored, precision and recall at 1,000 score "
+    "thresholds, VOC all-point AP. Prints the easy, medium and hard APs. An image of the "
+    "ground truth with no prediction file counts as no detections (reported with a count). "
+    "Needs scipy for the .mat files.",
+    opt("pred_dir", "PRED_DIR",
+        "the predictions: PRED_DIR/<event>/<image>.txt per image, each with the image name on "
+        "line 1, the number of boxes on line 2, then one 'x y w h score' line per box (pixels; "
+        "export at a low score threshold, e.g. 0.02, for a fair AP)"),
+    opt("--ground-truth", "DIR",
+        "folder with the evaluation tools' wider_face_val.mat and wider_easy_val.mat, "
+        "wider_medium_val.mat, wider_hard_val.mat (eval_tools.zip, ground_truth/)",
+        required=True),
+    opt("--json", "PATH",
+        "also write PATH (replaced atomically): {\"easy\", \"medium\", \"hard\"} APs, the "
+        "precision and recall curves per setting at the 1,000 thresholds (\"curves\", "
+        "\"thresholds\"; null precision where nothing was proposed), face and prediction "
+        "counts, and the images without a prediction file"),
+    epilog=_EVAL_EPILOG)
+
+_RUN = command(
+    "run", _cmd_eval_run, "run a bundle on TFRecord files as the kit does; AP, recall, report",
+    "Run a model bundle's frozen graph on every image of TFRecord files (the Object Detection "
+    "API's format, as `facekit dataset convert` writes them) the way the Vision Kit runs it: "
+    "the whole image resized to the bundle's input size, normalised (x - 128) / 128, the "
+    "output tensors decoded by the kit's own decoder (facekit.detector) at a low score "
+    "threshold. Writes into OUTPUT: eval.json (AP at IoU 0.5 per class and mean; recall, "
+    "precision, false positives per image and recall by face size at the deploy threshold; "
+    "the bundle's version, the records' sha256s, images/s), pr.png (precision-recall "
+    "curves), samples.png (true positives green, false positives red, missed faces blue), "
+    "report.html (both pictures and the figures; reads offline) and, for WIDER FACE records, "
+    "predictions/<event>/<image>.txt in the WIDER format. Face sizes: the square root of a "
+    "box's area in the original image's pixels; small < 32, medium 32-96, large >= 96. Needs "
+    "TensorFlow and Pillow; scipy for --wider-ground-truth.",
+    BUNDLE_DIR,
+    opt("--records", "PATTERN",
+        "a TFRecord file or a glob of them (quote it), e.g. 'data/val.record*'; every image of "
+        "every file is run, in file name order", required=True),
+    opt("--output", "DIR", "the folder to write into (created; files of an earlier run are "
+                           "replaced)", required=True),
+    opt("--deploy-threshold", "SCORE",
+        "the kit's score threshold (vision_kit_score_threshold) for recall, precision, false "
+        "positives per image and the samples (default %(default)s)",
+        type=argtypes.score, default=0.5),
+    opt("--score-threshold", "SCORE",
+        "the decoder's threshold for the AP's ranking: low, so the AP sees the whole "
+        "precision-recall curve (default %(default)s)", type=argtypes.score, default=0.02),
+    opt("--wider-ground-truth", "DIR",
+        "the WIDER FACE evaluation tools' ground-truth folder (wider_face_val.mat, "
+        "wider_{easy,medium,hard}_val.mat): adds the easy/medium/hard APs of predictions/ to "
+        "eval.json (WIDER FACE val records only; val images missing from the records count as "
+        "no detections)"),
+    opt("--threads", "N", "threads for decoding images and for TensorFlow's ops (default "
+                          "%(default)s, the training host's cores)",
+        type=argtypes.positive, default=2),
+    epilog=_EVAL_EPILOG)
+
+_GATE = command(
+    "gate", _cmd_eval_gate,
+    "may a bundle replace a deployed release? (its eval.json against the release's and a "
+    "floor)",
+    "The quality gate the kits' play runs before a rollout. A bundle passes when its gate "
+    "metric (from the eval.json its manifest lists: `facekit eval run` then `facekit model "
+    "attach-eval`) is at least --min-ap and, when the deployed release has an eval.json, not "
+    "below that release's by more than --max-ap-drop. A kit that already runs the bundle's "
+    "version passes; a bundle without an evaluation is refused. --force-deploy lets a refused "
+    "bundle through and says so. Prints the decision (pass, same, refused, forced) and why, "
+    "and notes when the two were measured on different records; exit status 1 when refused.",
+    BUNDLE_DIR,
+    opt("--deployed-eval", "FILE",
+        "the deployed release's eval.json, or - to read it from stdin (empty: the release has "
+        "none); leave out when the kit runs no release"),
+    opt("--deployed-version", "VERSION", "the version the kit runs (equal to the bundle's: "
+                                         "pass)"),
+    opt("--gate-metric", None,
+        "the figure compared (default %(default)s: the mean over the classes of AP at IoU 0.5; "
+        "wider_*: the WIDER FACE protocol's, when eval run was given --wider-ground-truth)",
+        choices=sorted(gate.METRICS), default=gate.DEFAULT_METRIC),
+    opt("--min-ap", "AP", "the floor: a bundle below it is refused (default %(default)s)",
+        type=argtypes.fraction, default=gate.DEFAULT_MIN),
+    opt("--max-ap-drop", "AP", "how far below the deployed release's figure a bundle may be "
+                               "(default %(default)s)",
+        type=argtypes.fraction, default=gate.DEFAULT_MAX_DROP),
+    flag("--force-deploy", "let a refused bundle through (the decision says forced, and why)"),
+    opt("--settings-prefix", "PREFIX",
+        "name the settings in the sentences as variables with this prefix (the kits' play "
+        "gives vision_kit_: vision_kit_min_ap ...) instead of as this command's flags",
+        default=""),
+    flag("--json", "print the decision as JSON: ok, decision, reason, note, metric, candidate "
+                   "and deployed figures and versions"),
+    epilog=_EVAL_EPILOG)
+
+
+def add_group(groups):
+    """The `eval` group and its commands, on the `facekit` parser's subparsers."""
+    add_commands(groups, "eval",
+                 "measure a detector: WIDER FACE easy/medium/hard AP; a bundle on records",
+                 "Evaluation tools: score a detector's predictions the way the field reports "
+                 "face detectors.",
+                 (_WIDER, _RUN, _GATE), epilog=_EVAL_EPILOG)

@@ -2,17 +2,16 @@
 bundles.
 
 What a command needs (TensorFlow, the Object Detection API's protos) is imported inside
-its _cmd_* function. `facekit model verify` runs on the Vision Kit: this module and
-what verify imports (facekit.model.bundle) are Python 3.5-clean.
+its _cmd_* function. The commands' options are tables (facekit.options) at the end.
 """
 
-import argparse
 import json
 import re
 import sys
 
 from facekit import argtypes
 from facekit.model.errors import ModelError
+from facekit.options import add_commands, command, flag, group, opt
 
 _MODEL_EPILOG = """\
 typical use (the training stage; config before training, the rest after
@@ -25,7 +24,7 @@ export_inference_graph.py):
       --graph frozen_inference_graph.pb --compiled model.binaryproto \\
       --config pipeline.config --anchors anchors.txt --dataset-manifest data/dataset.json \\
       --steps 20000 --checkpoint train/model.ckpt-20000
-  facekit eval run artifacts/models/faces/<version> --records 'data/val.record*' \
+  facekit eval run artifacts/models/faces/<version> --records 'data/val.record*' \\
       --output eval/<version>
   facekit model attach-eval artifacts/models/faces/<version> eval/<version>
   facekit model verify artifacts/models/faces/<version>
@@ -215,221 +214,159 @@ def _cmd_model_progress(args):
     return 0
 
 
-def _feature_map_flag(parser):
-    parser.add_argument(
-        "--feature-map-sizes", metavar="LIST",
-        help="the SSD feature map sizes, finest first, as N or HxW, comma-separated (e.g. "
-             "16,8,4,2,1). Default: derived from the config's feature extractor and "
-             "fixed_shape_resizer, which facekit knows for embedded_ssd_mobilenet_v1 "
-             "(256x256 only), ssd_mobilenet_v1 and ssd_mobilenet_v2; other extractors "
-             "need this flag")
+# ---- the commands' options, each said once ---------------------------------------------
+
+BUNDLE_DIR = opt("bundle", "BUNDLE_DIR", "a bundle directory, ROOT/NAME/VERSION, as `facekit model "
+                                         "bundle` makes it (manifest.json and the files it lists)")
+_FEATURE_MAP_SIZES = opt(
+    "--feature-map-sizes", "LIST",
+    "the SSD feature map sizes, finest first, as N or HxW, comma-separated (e.g. 16,8,4,2,1). "
+    "Default: derived from the config's feature extractor and fixed_shape_resizer, which "
+    "facekit knows for embedded_ssd_mobilenet_v1 (256x256 only), ssd_mobilenet_v1 and "
+    "ssd_mobilenet_v2; other extractors need this flag")
+
+_CONFIG = command(
+    "config", _cmd_model_config,
+    "check that a pipeline.config parses with the Object Detection API's protos",
+    "Parse a pipeline.config (text protobuf) into the Object Detection API's "
+    "TrainEvalPipelineConfig, as its trainer does (text_format.Merge with "
+    "object_detection.protos.pipeline_pb2), and print a one-line summary. A misspelled or "
+    "unknown field, or a value of the wrong type, exits 1 naming CONFIG:LINE:COLUMN and the "
+    "field. Needs the generated protos importable (on the training host: the models "
+    "checkout's research/ on PYTHONPATH); the training role validates the config it renders "
+    "with this command.",
+    opt("config", "CONFIG", "the pipeline.config to parse (any model kind)"),
+    flag("--json", "print, as JSON on stdout, what the config trains: model kind, num_classes, "
+                   "image_resizer and image_size, feature_extractor, num_steps, batch_size"))
+
+_ANCHORS = command(
+    "anchors", _cmd_model_anchors, "the SSD anchor table of a pipeline.config (anchors.txt)",
+    "Compute the anchors of the config's ssd_anchor_generator, as the Object Detection API "
+    "does, one 'ymin xmin ymax xmax' line each (normalised, not clipped), in the order of the "
+    "model's outputs: layer by layer, then y, x, then the boxes of a cell. Needs the Object "
+    "Detection API's generated protos (object_detection.protos.pipeline_pb2) importable.",
+    opt("config", "CONFIG", "pipeline.config of an SSD model (text protobuf) with "
+                            "ssd_anchor_generator and fixed_shape_resizer"),
+    opt("--output", "FILE", "write the table to FILE (replaced atomically) and print a summary; "
+                            "default: print the table to stdout"),
+    _FEATURE_MAP_SIZES)
+
+_CHECK = command(
+    "check", _cmd_model_check, "check a frozen_inference_graph.pb before the Bonnet compiler runs",
+    "Check that the graph has Preprocessor/sub [1,S,S,3], concat [1,N,1,4] (or [1,N,4]) and "
+    "concat_1 [1,N,classes+1], and that every op between them is one the Bonnet compiler "
+    "takes. Lists every problem found and exits 1, or prints a one-line summary. Graphs "
+    "frozen with TensorFlow >= 1.15 contain AddV2, which the compiler rejects.",
+    opt("graph", "GRAPH", "the frozen_inference_graph.pb that export_inference_graph.py wrote"),
+    opt("--input-size", "S", "input side in pixels the compiler is told (--input_tensor_size); "
+                             "default: the config's fixed_shape_resizer with --config, else 256",
+        type=argtypes.positive),
+    opt("--num-classes", "C", "classes besides background; default: the config's num_classes "
+                              "with --config, else 1", type=argtypes.positive),
+    group(None, opt("--anchors", "N", "expected anchor count N; default 1278, the embedded SSD "
+                                      "256x256 config's (16x16x3 + (8x8+4x4+2x2+1x1)x6)",
+                    type=argtypes.positive),
+          opt("--config", "CONFIG", "the pipeline.config the graph was trained with: the anchor "
+                                    "count, input size and classes are taken from it"),
+          exclusive=True),
+    _FEATURE_MAP_SIZES,
+    flag("--json", "print the result as JSON on stdout (ok, problems, shapes, op counts); "
+                   "problems still go to stderr and the exit status is the same"))
+
+_BUNDLE = command(
+    "bundle", _cmd_model_bundle,
+    "collect a trained model into ROOT/NAME/VERSION/ with manifest.json",
+    "Copy the model files into ROOT/NAME/VERSION/ under fixed names "
+    "(frozen_inference_graph.pb, model.binaryproto, pipeline.config, anchors.txt, labels.txt) "
+    "with a manifest.json of their sha256 and sizes, the training steps and checkpoint, the "
+    "dataset and config hashes and tool versions. VERSION is the first 12 hex digits of a "
+    "sha256 over the manifest's content, so the same inputs give the same version: an "
+    "existing bundle that verifies is left untouched (created: false). Prints {\"name\", "
+    "\"version\", \"path\", \"created\"} as JSON.",
+    opt("--name", "NAME", "model name, the directory under --output-root (letters, digits, "
+                          "'.', '_', '-')", required=True),
+    opt("--output-root", "ROOT", "where bundles live, e.g. artifacts/models", required=True),
+    opt("--graph", "FILE", "the exported frozen_inference_graph.pb", required=True),
+    opt("--compiled", "FILE", "the Bonnet compiler's output (model.binaryproto)", required=True),
+    opt("--config", "FILE", "the pipeline.config the model was trained with", required=True),
+    opt("--anchors", "FILE", "anchors.txt from `facekit model anchors`", required=True),
+    group(None, opt("--labels", "FILE", "labels.txt: one class name a line, class id 1 first "
+                                        "(default: a single class 'face')"),
+          opt("--labels-from", "PBTXT", "take the labels from a label_map.pbtxt (items with id, "
+                                        "name, display_name) instead"),
+          exclusive=True),
+    opt("--dataset-manifest", "FILE", "the dataset stage's dataset.json: its sha256 and kept "
+                                      "image/face counts per split go into the manifest"),
+    opt("--steps", "N", "training steps the checkpoint was taken at", type=argtypes.nonnegative),
+    opt("--checkpoint", "PREFIX", "the checkpoint prefix exported, e.g. train/model.ckpt-20000"),
+    opt("--models-version", "SHA", "the tensorflow/models commit (or package version) used"),
+    opt("--compiler-sha256", "HEX", "sha256 of the bonnet_model_compiler archive used"),
+    opt("--tensorflow-version", "VERSION", "TensorFlow that exported the graph; default: the "
+                                           "one installed where this runs (read from package "
+                                           "metadata)"),
+    opt("--tensorflow-build", "NAME==VERSION", "distribution of that TensorFlow, e.g. "
+                                               "intel-tensorflow==1.13.1; default: the "
+                                               "installed one"),
+    opt("--trained-with", "FILE", "file of the TensorFlow builds that trained the checkpoint, "
+                                  "one name==version a line (the training role appends one at "
+                                  "each start of the trainer); recorded as training.tensorflow"),
+    opt("--extra", "KEY=VALUE", "an extra string recorded under \"extra\" in the manifest "
+                                "(repeatable)",
+        type=argtypes.key_value, action="append", default=[]))
+
+_ATTACH_EVAL = command(
+    "attach-eval", _cmd_model_attach_eval,
+    "put a bundle's evaluation (facekit eval run) into the bundle",
+    "Copy eval.json, pr.png, samples.png and report.html from the output folder of `facekit "
+    "eval run BUNDLE ...` into the bundle and list their sha256 and sizes under "
+    "\"evaluation\" in its manifest.json, so that `facekit model verify` covers them and the "
+    "kits' quality gate can read eval.json. The bundle's model files must verify and "
+    "eval.json must be an evaluation of this bundle's version. The version does not change: "
+    "it names the model, and the evaluation section is left out of it. An attached "
+    "evaluation is replaced by a new one; the same files again change nothing. Prints "
+    "{\"path\", \"version\", \"changed\", \"files\"} as JSON.",
+    BUNDLE_DIR,
+    opt("eval_dir", "EVAL_DIR", "the --output folder of `facekit eval run` on that bundle"))
+
+_VERIFY = command(
+    "verify", _cmd_model_verify, "check a bundle's files against its manifest.json",
+    "Recompute the sha256 and size of every file of a bundle directory and compare them with "
+    "manifest.json; report every changed, missing or extra file and an edited manifest, and "
+    "exit 1 if there is any.",
+    BUNDLE_DIR,
+    flag("--json", "print the result as JSON on stdout: ok, problems, the status of each file "
+                   "(files), and the sha256 and size of every file the manifest lists (listed, "
+                   "bytes: what a copy of the bundle moves)"))
+
+_PROGRESS = command(
+    "progress", _cmd_model_progress,
+    "where a training run is, as JSON (the training role polls it)",
+    "Print, as one JSON object, where a training run of the Object Detection API is: "
+    "checkpoint_step (newest model.ckpt-N in TRAIN_DIR, -1 for none), step, loss and "
+    "sec_per_step (the trainer's last 'global step N: loss = X (S sec/step)' log line), "
+    "restored_from (the checkpoint the last start restored), done (checkpoint_step >= "
+    "--num-steps), the systemd unit's state, active, failed and restarts, log_tail and a "
+    "one-line summary.",
+    opt("--train-dir", "DIR", "the trainer's --train_dir (checkpoints and `checkpoint`)",
+        required=True),
+    opt("--log", "FILE", "the trainer's log file (its stdout and stderr)", required=True),
+    opt("--unit", "NAME", "the systemd unit that runs the trainer (state, restarts)"),
+    opt("--num-steps", "N", "the step count of the run, for done / percentages / time left",
+        type=argtypes.positive),
+    opt("--wait", "SECONDS", "wait up to SECONDS for a new checkpoint or for the unit to stop "
+                             "before printing (default 0: print at once)",
+        type=argtypes.nonnegative, default=0))
 
 
 def add_group(groups):
     """The `model` group and its commands, on the `facekit` parser's subparsers."""
-    model = groups.add_parser(
-        "model", help="pipeline.config checks, anchors, frozen graph checks and model bundles "
-                      "for the Vision Bonnet",
-        description="The training stage's model tools: a pipeline.config parsed as the "
-                    "trainer will parse it, the SSD anchor table of a "
-                    "pipeline.config, checks of an exported frozen graph before the Bonnet "
-                    "compiler, and the model bundle (with manifest.json) handed to the "
-                    "deploy stage.",
-        epilog=_MODEL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = model.add_subparsers(
-        dest="command", metavar="{config,anchors,check,bundle,attach-eval,verify,progress}")
-    commands.required = True
-    _add_config(commands)
-    _add_anchors(commands)
-    _add_check(commands)
-    _add_bundle(commands)
-    _add_attach_eval(commands)
-    _add_verify(commands)
-    _add_progress(commands)
-
-
-def _add_config(commands):
-    config_cmd = commands.add_parser(
-        "config", help="check that a pipeline.config parses with the Object Detection API's protos",
-        description="Parse a pipeline.config (text protobuf) into the Object Detection API's "
-                    "TrainEvalPipelineConfig, as its trainer does (text_format.Merge with "
-                    "object_detection.protos.pipeline_pb2), and print a one-line summary. A "
-                    "misspelled or unknown field, or a value of the wrong type, exits 1 naming "
-                    "CONFIG:LINE:COLUMN and the field. Needs the generated protos importable "
-                    "(on the training host: the models checkout's research/ on PYTHONPATH); "
-                    "the training role validates the config it renders with this command.")
-    config_cmd.add_argument("config", metavar="CONFIG",
-                            help="the pipeline.config to parse (any model kind)")
-    config_cmd.add_argument("--json", action="store_true",
-                            help="print, as JSON on stdout, what the config trains: model kind, "
-                                 "num_classes, image_resizer and image_size, "
-                                 "feature_extractor, num_steps, batch_size")
-    config_cmd.set_defaults(func=_cmd_model_config)
-
-
-def _add_anchors(commands):
-    anchors_cmd = commands.add_parser(
-        "anchors", help="the SSD anchor table of a pipeline.config (anchors.txt)",
-        description="Compute the anchors of the config's ssd_anchor_generator, as the Object "
-                    "Detection API does, one 'ymin xmin ymax xmax' line each (normalised, "
-                    "not clipped), in the order of the model's outputs: layer by layer, "
-                    "then y, x, then the boxes of a cell. Needs the Object Detection API's "
-                    "generated protos (object_detection.protos.pipeline_pb2) importable.")
-    anchors_cmd.add_argument("config", metavar="CONFIG",
-                             help="pipeline.config of an SSD model (text protobuf) with "
-                                  "ssd_anchor_generator and fixed_shape_resizer")
-    anchors_cmd.add_argument("--output", metavar="FILE",
-                             help="write the table to FILE (replaced atomically) and print a "
-                                  "summary; default: print the table to stdout")
-    _feature_map_flag(anchors_cmd)
-    anchors_cmd.set_defaults(func=_cmd_model_anchors)
-
-
-def _add_check(commands):
-    check_cmd = commands.add_parser(
-        "check", help="check a frozen_inference_graph.pb before the Bonnet compiler runs",
-        description="Check that the graph has Preprocessor/sub [1,S,S,3], concat [1,N,1,4] "
-                    "(or [1,N,4]) and concat_1 [1,N,classes+1], and that every op between "
-                    "them is one the Bonnet compiler takes. Lists every problem found and "
-                    "exits 1, or prints a one-line summary. Graphs frozen with TensorFlow "
-                    ">= 1.15 contain AddV2, which the compiler rejects.")
-    check_cmd.add_argument("graph", metavar="GRAPH", help="the frozen_inference_graph.pb "
-                                                          "that export_inference_graph.py wrote")
-    check_cmd.add_argument("--input-size", type=argtypes.positive, metavar="S",
-                           help="input side in pixels the compiler is told "
-                                "(--input_tensor_size); default: the config's "
-                                "fixed_shape_resizer with --config, else 256")
-    check_cmd.add_argument("--num-classes", type=argtypes.positive, metavar="C",
-                           help="classes besides background; default: the config's "
-                                "num_classes with --config, else 1")
-    expected = check_cmd.add_mutually_exclusive_group()
-    expected.add_argument("--anchors", type=argtypes.positive, metavar="N",
-                          help="expected anchor count N; default 1278, the embedded SSD "
-                               "256x256 config's (16x16x3 + (8x8+4x4+2x2+1x1)x6)")
-    expected.add_argument("--config", metavar="CONFIG",
-                          help="the pipeline.config the graph was trained with: the anchor "
-                               "count, input size and classes are taken from it")
-    _feature_map_flag(check_cmd)
-    check_cmd.add_argument("--json", action="store_true",
-                           help="print the result as JSON on stdout (ok, problems, shapes, "
-                                "op counts); problems still go to stderr and the exit "
-                                "status is the same")
-    check_cmd.set_defaults(func=_cmd_model_check, parser=check_cmd)
-
-
-def _add_bundle(commands):
-    bundle_cmd = commands.add_parser(
-        "bundle", help="collect a trained model into ROOT/NAME/VERSION/ with manifest.json",
-        description="Copy the model files into ROOT/NAME/VERSION/ under fixed names "
-                    "(frozen_inference_graph.pb, model.binaryproto, pipeline.config, "
-                    "anchors.txt, labels.txt) with a manifest.json of their sha256 and "
-                    "sizes, the training steps and checkpoint, the dataset and config "
-                    "hashes and tool versions. VERSION is the first 12 hex digits of a "
-                    "sha256 over the manifest's content, so the same inputs give the same "
-                    "version: an existing bundle that verifies is left untouched "
-                    "(created: false). Prints {\"name\", \"version\", \"path\", \"created\"} "
-                    "as JSON.")
-    bundle_cmd.add_argument("--name", required=True,
-                            help="model name, the directory under --output-root (letters, "
-                                 "digits, '.', '_', '-')")
-    bundle_cmd.add_argument("--output-root", required=True, metavar="ROOT",
-                            help="where bundles live, e.g. artifacts/models")
-    bundle_cmd.add_argument("--graph", required=True, metavar="FILE",
-                            help="the exported frozen_inference_graph.pb")
-    bundle_cmd.add_argument("--compiled", required=True, metavar="FILE",
-                            help="the Bonnet compiler's output (model.binaryproto)")
-    bundle_cmd.add_argument("--config", required=True, metavar="FILE",
-                            help="the pipeline.config the model was trained with")
-    bundle_cmd.add_argument("--anchors", required=True, metavar="FILE",
-                            help="anchors.txt from `facekit model anchors`")
-    labels = bundle_cmd.add_mutually_exclusive_group()
-    labels.add_argument("--labels", metavar="FILE",
-                        help="labels.txt: one class name a line, class id 1 first "
-                             "(default: a single class 'face')")
-    labels.add_argument("--labels-from", metavar="PBTXT",
-                        help="take the labels from a label_map.pbtxt (items with id, name, "
-                             "display_name) instead")
-    bundle_cmd.add_argument("--dataset-manifest", metavar="FILE",
-                            help="the dataset stage's dataset.json: its sha256 and kept "
-                                 "image/face counts per split go into the manifest")
-    bundle_cmd.add_argument("--steps", type=argtypes.nonnegative, metavar="N",
-                            help="training steps the checkpoint was taken at")
-    bundle_cmd.add_argument("--checkpoint", metavar="PREFIX",
-                            help="the checkpoint prefix exported, e.g. train/model.ckpt-20000")
-    bundle_cmd.add_argument("--models-version", metavar="SHA",
-                            help="the tensorflow/models commit (or package version) used")
-    bundle_cmd.add_argument("--compiler-sha256", metavar="HEX",
-                            help="sha256 of the bonnet_model_compiler archive used")
-    bundle_cmd.add_argument("--tensorflow-version", metavar="VERSION",
-                            help="TensorFlow that exported the graph; default: the one "
-                                 "installed where this runs (read from package metadata)")
-    bundle_cmd.add_argument("--tensorflow-build", metavar="NAME==VERSION",
-                            help="distribution of that TensorFlow, e.g. "
-                                 "intel-tensorflow==1.13.1; default: the installed one")
-    bundle_cmd.add_argument("--trained-with", metavar="FILE",
-                            help="file of the TensorFlow builds that trained the checkpoint, "
-                                 "one name==version a line (the training role appends one at "
-                                 "each start of the trainer); recorded as training.tensorflow")
-    bundle_cmd.add_argument("--extra", type=argtypes.key_value, action="append", default=[],
-                            metavar="KEY=VALUE",
-                            help="an extra string recorded under \"extra\" in the manifest "
-                                 "(repeatable)")
-    bundle_cmd.set_defaults(func=_cmd_model_bundle)
-
-
-def _add_attach_eval(commands):
-    attach_cmd = commands.add_parser(
-        "attach-eval", help="put a bundle's evaluation (facekit eval run) into the bundle",
-        description="Copy eval.json, pr.png, samples.png and report.html from the output "
-                    "folder of `facekit eval run BUNDLE ...` into the bundle and list their "
-                    "sha256 and sizes under \"evaluation\" in its manifest.json, so that "
-                    "`facekit model verify` covers them and the kits' quality gate can read "
-                    "eval.json. The bundle's model files must verify and eval.json must be "
-                    "an evaluation of this bundle's version. The version does not change: "
-                    "it names the model, and the evaluation section is left out of it. An "
-                    "attached evaluation is replaced by a new one; the same files again "
-                    "change nothing. Prints {\"path\", \"version\", \"changed\", "
-                    "\"files\"} as JSON.")
-    attach_cmd.add_argument("bundle", metavar="BUNDLE_DIR",
-                            help="a bundle directory, ROOT/NAME/VERSION")
-    attach_cmd.add_argument("eval_dir", metavar="EVAL_DIR",
-                            help="the --output folder of `facekit eval run` on that bundle")
-    attach_cmd.set_defaults(func=_cmd_model_attach_eval)
-
-
-def _add_verify(commands):
-    verify_cmd = commands.add_parser(
-        "verify", help="check a bundle's files against its manifest.json",
-        description="Recompute the sha256 and size of every file of a bundle directory and "
-                    "compare them with manifest.json; report every changed, missing or "
-                    "extra file and an edited manifest, and exit 1 if there is any. Runs "
-                    "on Python 3.5 with the standard library only.")
-    verify_cmd.add_argument("bundle", metavar="BUNDLE_DIR",
-                            help="a bundle directory, ROOT/NAME/VERSION")
-    verify_cmd.add_argument("--json", action="store_true",
-                            help="print the result as JSON on stdout (ok, problems, the "
-                                 "status of each file)")
-    verify_cmd.set_defaults(func=_cmd_model_verify)
-
-
-def _add_progress(commands):
-    progress_cmd = commands.add_parser(
-        "progress", help="where a training run is, as JSON (the training role polls it)",
-        description="Print, as one JSON object, where a training run of the Object Detection "
-                    "API is: checkpoint_step (newest model.ckpt-N in TRAIN_DIR, -1 for none), "
-                    "step, loss and sec_per_step (the trainer's last 'global step N: loss = X "
-                    "(S sec/step)' log line), restored_from (the checkpoint the last start "
-                    "restored), done (checkpoint_step >= --num-steps), the systemd unit's "
-                    "state, active, failed and restarts, log_tail and a one-line summary.")
-    progress_cmd.add_argument("--train-dir", required=True, metavar="DIR",
-                              help="the trainer's --train_dir (checkpoints and `checkpoint`)")
-    progress_cmd.add_argument("--log", required=True, metavar="FILE",
-                              help="the trainer's log file (its stdout and stderr)")
-    progress_cmd.add_argument("--unit", metavar="NAME",
-                              help="the systemd unit that runs the trainer (state, restarts)")
-    progress_cmd.add_argument("--num-steps", type=argtypes.positive, metavar="N",
-                              help="the step count of the run, for done / percentages / time left")
-    progress_cmd.add_argument("--wait", type=argtypes.nonnegative, default=0, metavar="SECONDS",
-                              help="wait up to SECONDS for a new checkpoint or for the unit "
-                                   "to stop before printing (default 0: print at once)")
-    progress_cmd.set_defaults(func=_cmd_model_progress)
+    add_commands(
+        groups, "model",
+        "pipeline.config checks, anchors, frozen graph checks and model bundles for the Vision "
+        "Bonnet",
+        "The training stage's model tools: a pipeline.config parsed as the trainer will parse "
+        "it, the SSD anchor table of a pipeline.config, checks of an exported frozen graph "
+        "before the Bonnet compiler, and the model bundle (with manifest.json) handed to the "
+        "deploy stage.",
+        (_CONFIG, _ANCHORS, _CHECK, _BUNDLE, _ATTACH_EVAL, _VERIFY, _PROGRESS),
+        epilog=_MODEL_EPILOG)

@@ -25,6 +25,7 @@ import urllib.request
 
 from facekit import argtypes
 from facekit.detector.exits import RESTART_PREVENT
+from facekit.options import add_options, opt
 
 # Waiting on a unit that stopped with one of these is pointless: it will not be restarted.
 FINAL_STATUSES = frozenset(str(status) for status in RESTART_PREVENT)
@@ -120,30 +121,26 @@ def build_parser():
                     "the expected model version, or until systemd gives up on its unit; print "
                     "the verdict as one JSON object {ok, reason, status, unit, errors}. Exits "
                     "0 whatever the verdict (2 for bad options): the caller reads \"ok\".")
-    parser.add_argument("--unit", required=True, metavar="NAME",
-                        help="the detector's systemd unit, e.g. facekit-detector.service: "
-                             "its state ends the wait early when it failed or stopped with "
-                             "exit status {} (restarting cannot help)".format(
-                                 " or ".join(sorted(FINAL_STATUSES))))
-    parser.add_argument("--port", type=argtypes.number(int, 1, 65535), required=True,
-                        help="the status endpoint's port on 127.0.0.1 (the detector's "
-                             "--status-port)")
-    parser.add_argument("--version", required=True,
-                        help="the model version that must answer (the release's manifest "
-                             "version)")
-    parser.add_argument("--since", type=argtypes.nonnegative_float, required=True,
-                        metavar="UNIX_TIME",
-                        help="when the detector was restarted: only the journal's error lines "
-                             "from then on are reported")
-    parser.add_argument("--timeout", type=argtypes.nonnegative_float, default=90.0,
-                        metavar="SECONDS",
-                        help="how long to wait for a healthy answer (default %(default)s)")
-    parser.add_argument("--interval", type=argtypes.number(float, 0.0, low_open=True),
-                        default=1.0, metavar="SECONDS",
-                        help="seconds between two polls (default %(default)s)")
-    parser.add_argument("--min-frames", type=argtypes.positive, default=1, metavar="N",
-                        help="the endpoint must have counted at least N frames (default "
-                             "%(default)s)")
+    add_options(parser, (
+        opt("--unit", "NAME", "the detector's systemd unit, e.g. facekit-detector.service: its "
+                              "state ends the wait early when it failed or stopped with exit "
+                              "status {} (restarting cannot help)".format(
+                                  " or ".join(sorted(FINAL_STATUSES))), required=True),
+        opt("--port", "PORT", "the status endpoint's port on 127.0.0.1 (the detector's "
+                              "--status-port)", type=argtypes.number(int, 1, 65535),
+            required=True),
+        opt("--version", "VERSION", "the model version that must answer (the release's "
+                                    "manifest version)", required=True),
+        opt("--since", "UNIX_TIME", "when the detector was restarted: only the journal's error "
+                                    "lines from then on are reported",
+            type=argtypes.nonnegative_float, required=True),
+        opt("--timeout", "SECONDS", "how long to wait for a healthy answer (default "
+                                    "%(default)s)", type=argtypes.nonnegative_float,
+            default=90.0),
+        opt("--interval", "SECONDS", "seconds between two polls (default %(default)s)",
+            type=argtypes.seconds, default=1.0),
+        opt("--min-frames", "N", "the endpoint must have counted at least N frames (default "
+                                 "%(default)s)", type=argtypes.positive, default=1)))
     return parser
 
 

@@ -43,6 +43,7 @@ from facekit.detector.outputs import (
 from facekit.detector.release import DEFAULT_INPUT_SIZE, open_bundle, resolve_release
 from facekit.detector.signals import StopNow, StopSignals
 from facekit.detector.status import HEALTHY_FRAME_AGE, Status, StatusServer
+from facekit.options import add_options, opt
 
 log = logging.getLogger(__name__)
 
@@ -212,46 +213,38 @@ def build_parser():
                "verify; 5 the Vision Bonnet is unreachable, the connection was lost, or it "
                "reported an error. Off a Raspberry Pi the AIY library reaches the bonnet "
                "over TCP at VISION_BONNET_HOST:VISION_BONNET_PORT.")
-    parser.add_argument("--models", default=DEFAULT_MODELS, metavar="DIR",
-                        help="the kit's model directory; the release run is DIR/current, a "
-                             "link to DIR/releases/VERSION (default %(default)s)")
-    parser.add_argument("--release", metavar="PATH",
-                        help="run this bundle directory instead of DIR/current")
-    parser.add_argument("--status-host", default="127.0.0.1", metavar="HOST",
-                        help="address of the status endpoint (default %(default)s: this kit "
-                             "only)")
-    parser.add_argument("--status-port", type=argtypes.port,
-                        default=DEFAULT_STATUS_PORT, metavar="PORT",
-                        help="port of the status endpoint, 0 = no endpoint (default "
-                             "%(default)s)")
-    parser.add_argument("--threshold", type=argtypes.number(float, 0.0, 1.0, True, True),
-                        default=0.5, metavar="SCORE",
-                        help="a face needs a score above this, in (0, 1); the bonnet drops "
-                             "anchors below it before they are sent (default %(default)s)")
-    parser.add_argument("--iou", type=argtypes.number(float, 0.0, 1.0),
-                        default=decode.IOU_THRESHOLD, metavar="IOU",
-                        help="non-maximum suppression drops a box overlapping a better one "
-                             "by more than this intersection over union (default "
-                             "%(default)s)")
-    parser.add_argument("--max-detections", type=argtypes.positive,
-                        default=decode.MAX_DETECTIONS, metavar="N",
-                        help="at most N faces a frame (default %(default)s)")
-    parser.add_argument("--input-size", type=argtypes.positive, metavar="S",
-                        help="the model's input side in pixels (default: the manifest's "
-                             "extra.input_size, else {})".format(DEFAULT_INPUT_SIZE))
-    parser.add_argument("--frames", type=argtypes.positive, metavar="N",
-                        help="stop after N frames (default: run until SIGTERM/SIGINT)")
-    parser.add_argument("--idle-log-seconds", type=argtypes.nonnegative_float, default=10.0,
-                        metavar="SECONDS",
-                        help="frames with faces are logged each; frames without are "
-                             "summed up at most once per SECONDS (default %(default)s)")
-    parser.add_argument("--max-frame-age", type=argtypes.number(float, 0.0, low_open=True),
-                        default=HEALTHY_FRAME_AGE, metavar="SECONDS",
-                        help="unhealthy when the last frame is older than this (default "
-                             "%(default)s)")
-    parser.add_argument("--log-level", default="info",
-                        choices=("debug", "info", "warning", "error"),
-                        help="log level on stderr (default %(default)s)")
+    add_options(parser, (
+        opt("--models", "DIR", "the kit's model directory; the release run is DIR/current, a "
+                               "link to DIR/releases/VERSION (default %(default)s)",
+            default=DEFAULT_MODELS),
+        opt("--release", "PATH", "run this bundle directory instead of DIR/current"),
+        opt("--status-host", "HOST", "address of the status endpoint (default %(default)s: "
+                                     "this kit only)", default="127.0.0.1"),
+        opt("--status-port", "PORT", "port of the status endpoint, 0 = no endpoint (default "
+                                     "%(default)s)",
+            type=argtypes.port, default=DEFAULT_STATUS_PORT),
+        opt("--threshold", "SCORE", "a face needs a score above this, in (0, 1); the bonnet "
+                                    "drops anchors below it before they are sent (default "
+                                    "%(default)s)", type=argtypes.score, default=0.5),
+        opt("--iou", "IOU", "non-maximum suppression drops a box overlapping a better one by "
+                            "more than this intersection over union (default %(default)s)",
+            type=argtypes.fraction, default=decode.IOU_THRESHOLD),
+        opt("--max-detections", "N", "at most N faces a frame (default %(default)s)",
+            type=argtypes.positive, default=decode.MAX_DETECTIONS),
+        opt("--input-size", "S", "the model's input side in pixels (default: the manifest's "
+                                 "extra.input_size, else {})".format(DEFAULT_INPUT_SIZE),
+            type=argtypes.positive),
+        opt("--frames", "N", "stop after N frames (default: run until SIGTERM/SIGINT)",
+            type=argtypes.positive),
+        opt("--idle-log-seconds", "SECONDS", "frames with faces are logged each; frames "
+                                             "without are summed up at most once per SECONDS "
+                                             "(default %(default)s)",
+            type=argtypes.nonnegative_float, default=10.0),
+        opt("--max-frame-age", "SECONDS", "unhealthy when the last frame is older than this "
+                                          "(default %(default)s)",
+            type=argtypes.seconds, default=HEALTHY_FRAME_AGE),
+        opt("--log-level", None, "log level on stderr (default %(default)s)", default="info",
+            choices=("debug", "info", "warning", "error"))))
     return parser
 
 
