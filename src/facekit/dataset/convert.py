@@ -15,7 +15,6 @@ import hashlib
 import logging
 import os
 
-from facekit import interrupts
 from facekit.dataset import filters as flt
 from facekit.dataset import pipeline
 from facekit.dataset.csvfile import CsvWriter
@@ -24,6 +23,7 @@ from facekit.dataset.manifest import ImageDigest, split_entry, update_manifest
 from facekit.dataset.tfrecord import ShardedWriter, shard_glob
 from facekit.dataset.voc import CLASS_NAME, VocWriter
 from facekit.dataset.wider import parse_annotations
+from facekit.dataset.writing import committing, filling
 from facekit.lock import claim_output
 
 log = logging.getLogger(__name__)
@@ -46,13 +46,6 @@ def shard_entries(committed, split, shards):
 def annotation_input(annotations, digest):
     return {"path": str(annotations), "sha256": digest.hexdigest(),
             "bytes": os.path.getsize(str(annotations))}
-
-
-def abort_all(writers):
-    """Remove the writers' temporaries; a stop signal meanwhile waits until they are gone."""
-    with interrupts.deferred():
-        for writer in writers:
-            writer.abort()
 
 
 def convert(annotations, images_dir, output_dir, *, split=None, config=flt.DEFAULT_FILTERS,
@@ -83,7 +76,7 @@ def _convert(annotations, images_dir, output_dir, *, split, config, shards, work
     voc_name = "{}_voc".format(split)
 
     writers = []
-    try:
+    with filling(writers):
         records = ShardedWriter(output_dir, split, shards)
         writers.append(records)
         csv_writer = voc_writer = None
@@ -103,30 +96,15 @@ def _convert(annotations, images_dir, output_dir, *, split, config, shards, work
             if voc_writer is not None:
                 voc_writer.add(image.path, info, boxes)
         pipeline.check_totals(stats)
-        # Every file closed and on disk before anything is renamed into place: a failed
-        # write (or a stop signal) up to here leaves the previous complete output as it was.
-        for writer in writers:
-            writer.finish()
-        interrupts.check()
-    except BaseException:
-        abort_all(writers)
-        raise
-
-    # Renames only from here on: a stop signal waits until every output and the
-    # dataset.json describing them are in place, so they always belong to one run.
-    with interrupts.deferred():
-        try:
-            outputs = {"tfrecord": shard_entries(records.commit(), split, shards),
-                       "label_map": "label_map.pbtxt"}
-            if csv_writer is not None:
-                csv_writer.commit()
-                outputs["csv"] = {"name": csv_name, "rows": csv_writer.rows}
-            if voc_writer is not None:
-                voc_writer.commit()
-                outputs["voc"] = {"dir": voc_name, "annotations": voc_writer.count}
-        except BaseException:
-            abort_all(writers)  # a failed rename: the temporaries not yet renamed
-            raise
+    with committing(writers):
+        outputs = {"tfrecord": shard_entries(records.commit(), split, shards),
+                   "label_map": "label_map.pbtxt"}
+        if csv_writer is not None:
+            csv_writer.commit()
+            outputs["csv"] = {"name": csv_name, "rows": csv_writer.rows}
+        if voc_writer is not None:
+            voc_writer.commit()
+            outputs["voc"] = {"dir": voc_name, "annotations": voc_writer.count}
         write_label_map(os.path.join(output_dir, "label_map.pbtxt"))
         inputs = {"annotations": annotation_input(annotations, annotation_digest),
                   "images": image_digest.as_dict(images_dir)}

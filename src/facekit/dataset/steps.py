@@ -16,7 +16,7 @@ import os
 from facekit import interrupts
 from facekit.dataset import filters as flt
 from facekit.dataset import pipeline
-from facekit.dataset.convert import abort_all, annotation_input, shard_entries
+from facekit.dataset.convert import annotation_input, shard_entries
 from facekit.dataset.csvfile import CsvWriter, read_images
 from facekit.dataset.errors import AnnotationError, DatasetError
 from facekit.dataset.images import ImageProblem, attach_bytes, inspect_job
@@ -25,6 +25,7 @@ from facekit.dataset.manifest import ImageDigest, split_entry, update_manifest
 from facekit.dataset.parallel import ordered_map
 from facekit.dataset.tfrecord import CLASS_TEXT, ShardedWriter
 from facekit.dataset.voc import VocWriter, read_annotation
+from facekit.dataset.writing import committing, filling
 from facekit.files import sha256_file
 from facekit.lock import claim_output
 from facekit.progress import track
@@ -56,7 +57,7 @@ def _to_voc(annotations, images_dir, voc_dir, *, split, config, workers, strict,
     annotation_digest = hashlib.sha256()
     image_digest = ImageDigest()
     writers = []
-    try:
+    with filling(writers):
         writer = VocWriter(voc_dir, split)
         writers.append(writer)
         for image, info, boxes in pipeline.kept_images(
@@ -65,12 +66,7 @@ def _to_voc(annotations, images_dir, voc_dir, *, split, config, workers, strict,
                 annotation_digest=annotation_digest, progress=progress, label="to-voc " + split):
             writer.add(image.path, info, boxes)
         pipeline.check_totals(stats)
-        writer.finish()
-        interrupts.check()
-    except BaseException:
-        abort_all(writers)
-        raise
-    with interrupts.deferred():
+    with committing(writers):
         writer.commit()
         inputs = {"annotations": annotation_input(annotations, annotation_digest),
                   "images": image_digest.as_dict(images_dir)}
@@ -128,7 +124,7 @@ def to_csv(voc_dir, csv_path, split=None):
 def _to_csv(voc_dir, csv_path, split):
     writer = CsvWriter(csv_path)
     counts = {"xml_files": 0, "objects": 0}
-    try:
+    with filling([writer]):
         for path in voc_files(voc_dir, split):
             interrupts.check()
             if not os.path.isfile(path):
@@ -138,12 +134,7 @@ def _to_csv(voc_dir, csv_path, split):
             writer.add(filename, width, height, objects)
             counts["xml_files"] += 1
             counts["objects"] += len(objects)
-        writer.finish()
-        interrupts.check()
-    except BaseException:
-        abort_all([writer])
-        raise
-    with interrupts.deferred():
+    with committing([writer]):
         writer.commit()
     counts["rows"] = writer.rows
     log.info("%s: %d rows from %d XML files", csv_path, writer.rows, counts["xml_files"])
@@ -196,7 +187,7 @@ def _to_tfrecord(csv_path, images_dir, output_dir, split, *, shards, workers, st
     writers = []
     results = ordered_map(inspect_job, _csv_jobs(csv_path, stats),
                           lambda job: (images_dir, job[0], workers <= 1), workers)
-    try:
+    with filling(writers, cleanup=results.close):
         records = ShardedWriter(output_dir, split, shards)
         writers.append(records)
         for (filename, width, height, boxes, lineno), result in track(
@@ -220,14 +211,7 @@ def _to_tfrecord(csv_path, images_dir, output_dir, split, *, shards, workers, st
             stats["faces"]["kept"] += len(boxes)
         pipeline.check_totals(stats)
         sha, size = sha256_file(csv_path)
-        records.finish()
-        interrupts.check()
-    except BaseException:
-        with interrupts.deferred():
-            results.close()
-            abort_all(writers)
-        raise
-    with interrupts.deferred():
+    with committing(writers):
         outputs = {"tfrecord": shard_entries(records.commit(), split, shards),
                    "label_map": "label_map.pbtxt"}
         write_label_map(os.path.join(output_dir, "label_map.pbtxt"))

@@ -19,7 +19,7 @@ import os
 
 from facekit import interrupts
 from facekit.dataset import pipeline, vocsource
-from facekit.dataset.convert import abort_all, shard_entries
+from facekit.dataset.convert import shard_entries
 from facekit.dataset.csvfile import CsvWriter
 from facekit.dataset.errors import DatasetError
 from facekit.dataset.images import ImageProblem, attach_bytes, inspect_job
@@ -28,6 +28,7 @@ from facekit.dataset.manifest import ImageDigest, tool_versions, update_manifest
 from facekit.dataset.parallel import ordered_map
 from facekit.dataset.tfrecord import ShardedWriter
 from facekit.dataset.vocxml import parse_bytes, read_file
+from facekit.dataset.writing import committing, filling
 from facekit.lock import claim_output
 from facekit.progress import track
 
@@ -283,7 +284,7 @@ def _convert(splits, output_dir, labels, options, *, shards, workers, strict, ke
              progress, sources):
     writers = []
     written = []
-    try:
+    with filling(writers):
         for split, count in zip(splits, shards):
             written.append((split,) + _write_split(
                 split, output_dir, labels, shards=count, workers=workers, strict=strict,
@@ -294,29 +295,19 @@ def _convert(splits, output_dir, labels, options, *, shards, workers, strict, ke
                     "no image of the {} split is left ({} annotation files; dropped: {}): "
                     "check that the images are there and the classes match".format(
                         split.name, stats["images"]["total"], pipeline.drops_text(stats["images"])))
-        for writer in writers:
-            writer.finish()
-        interrupts.check()
-    except BaseException:
-        abort_all(writers)
-        raise
 
     entries = {}
-    with interrupts.deferred():
-        try:
-            committed = []
-            for split, records, csv_writer, _, _, _ in written:
-                outputs = {"tfrecord": shard_entries(records.commit(), split.name,
-                                                     len(records.names)),
-                           "label_map": "label_map.pbtxt"}
-                if csv_writer is not None:
-                    csv_writer.commit()
-                    outputs["csv"] = {"name": os.path.basename(csv_writer.path),
-                                      "rows": csv_writer.rows}
-                committed.append(outputs)
-        except BaseException:
-            abort_all(writers)
-            raise
+    with committing(writers):
+        committed = []
+        for split, records, csv_writer, _, _, _ in written:
+            outputs = {"tfrecord": shard_entries(records.commit(), split.name,
+                                                 len(records.names)),
+                       "label_map": "label_map.pbtxt"}
+            if csv_writer is not None:
+                csv_writer.commit()
+                outputs["csv"] = {"name": os.path.basename(csv_writer.path),
+                                  "rows": csv_writer.rows}
+            committed.append(outputs)
         write_label_map(os.path.join(output_dir, "label_map.pbtxt"), labels)
         for (split, records, _, stats, counter, digest), outputs in zip(written, committed):
             inputs = {"annotations": split.annotation_input(),
