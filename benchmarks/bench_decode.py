@@ -23,6 +23,7 @@ import timeit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src", "tests", "detector"))
 
 import numpy as np  # noqa: E402
 
@@ -32,6 +33,8 @@ try:  # only for the "protobuf data" input form
     from google.protobuf.internal import api_implementation
 except ImportError:
     PROTOBUF_VERSION = None
+
+from decode_reference import ref_decode_box, ref_iou, ref_sigmoid  # noqa: E402
 
 from facekit.detector import decode, wire  # noqa: E402
 from facekit.model.anchors import model_anchors  # noqa: E402
@@ -45,28 +48,8 @@ TOLERANCE = 1e-6
 
 # ---------------------------------------------------------------- the plain loop
 
-def plain_sigmoid(x):
-    return 1.0 / (1.0 + math.exp(-x))
-
-
-def plain_box(encoding, anchor):
-    """The box coder's decode, scales 10/10/5/5, clamped to [0, 1]."""
-    ty, tx, th, tw = encoding
-    ymin, xmin, ymax, xmax = anchor
-    ha, wa = ymax - ymin, xmax - xmin
-    yc = ty / 10.0 * ha + ymin + ha / 2.0
-    xc = tx / 10.0 * wa + xmin + wa / 2.0
-    h, w = math.exp(th / 5.0) * ha, math.exp(tw / 5.0) * wa
-    return [min(max(v, 0.0), 1.0)
-            for v in (yc - h / 2.0, xc - w / 2.0, yc + h / 2.0, xc + w / 2.0)]
-
-
-def plain_iou(a, b):
-    inter_h = max(min(a[2], b[2]) - max(a[0], b[0]), 0.0)
-    inter_w = max(min(a[3], b[3]) - max(a[1], b[1]), 0.0)
-    inter = inter_h * inter_w
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0.0 else 0.0
+# The box coder, the sigmoid and the IoU of the decoder's tests' own per-anchor reference.
+plain_sigmoid, plain_box, plain_iou = ref_sigmoid, ref_decode_box, ref_iou
 
 
 def plain_nms(candidates):

@@ -54,15 +54,21 @@ def test_a_release_that_does_not_verify_is_exit_4(tmp_path, capsys, quiet_root):
         tmp_path / "nowhere") in errors[0]
 
 
-def test_anchor_count_must_match_the_manifest(tmp_path, capsys, quiet_root):
-    made = make_bundle(tmp_path)
+def misstate_anchors(made, count=1917):
+    """Make the bundle's manifest claim another anchor count, its version made to fit: the
+    files still verify, but the table does not describe the model."""
     manifest_path = os.path.join(made["path"], "manifest.json")
     with open(manifest_path) as fh:
         manifest = json.load(fh)
-    manifest["anchors"] = 1917
+    manifest["anchors"] = count
     manifest["version"] = bundle.content_version(manifest)
     with open(manifest_path, "w") as fh:
         json.dump(manifest, fh)
+
+
+def test_anchor_count_must_match_the_manifest(tmp_path, capsys, quiet_root):
+    made = make_bundle(tmp_path)
+    misstate_anchors(made)
     assert bundle.verify_bundle(made["path"])["ok"]
     status, _, errors = run_main(capsys, "--release", made["path"])
     assert status == 4
@@ -96,13 +102,7 @@ def test_the_release_check_reports_what_the_detector_would_refuse(tmp_path, caps
     assert json.loads(capsys.readouterr().out)["ok"] is True
     # Files that verify, but an anchor table the manifest does not describe: the detector
     # would refuse it at start, so the check refuses it before the switch.
-    manifest_path = os.path.join(made["path"], "manifest.json")
-    with open(manifest_path) as fh:
-        manifest = json.load(fh)
-    manifest["anchors"] = 1917
-    manifest["version"] = bundle.content_version(manifest)
-    with open(manifest_path, "w") as fh:
-        json.dump(manifest, fh)
+    misstate_anchors(made)
     assert release.main([made["path"]]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is False and report["files"]["anchors.txt"] == "ok"
