@@ -13,16 +13,8 @@ set -euo pipefail
 
 venv=${1:?usage: $0 VENV_DIR}
 
-python=${KIT_PYTHON:-}
-if [[ -z $python ]]; then
-  # pyenv's shims exist for versions that are not selected: run each candidate to be sure.
-  for candidate in python3.7 "$HOME"/.pyenv/versions/3.7*/bin/python3.7 python3; do
-    if "$candidate" -c 'import venv' >/dev/null 2>&1; then
-      python=$(command -v "$candidate")
-      break
-    fi
-  done
-fi
+# KIT_PYTHON, else a Python 3.7, else the controller's python3.
+python=${KIT_PYTHON:-$("$(dirname "$0")/find-python.sh" 3.7 || command -v python3 || true)}
 if [[ -z $python ]]; then
   echo "kit-env: no python3 found; set KIT_PYTHON=/path/to/python3" >&2
   exit 1

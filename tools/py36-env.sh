@@ -7,7 +7,7 @@
 # their output with the modern stack's.
 #
 # Python 3.6 is not packaged by Debian 12 or Ubuntu 22.04+: the script uses
-# the one tools/find-python36.sh finds ($PYTHON36, python3.6 on PATH, a pyenv build).
+# the one tools/find-python.sh 3.6 finds ($PYTHON36, python3.6 on PATH, a pyenv build).
 # Without one it says so and exits 0; the tests then skip with that reason.
 # Usage: tools/py36-env.sh VENV_DIR [stock|mkl]   (the controller venv .venv must exist:
 # its PyYAML reads the role defaults)
@@ -28,7 +28,7 @@ esac
 here=$(cd "$(dirname "$0")/.." && pwd)
 defaults=$here/roles/training_host/defaults/main.yml
 
-python=$("$here/tools/find-python36.sh") || python=""
+python=$("$here/tools/find-python.sh" 3.6) || python=""
 if [[ -z $python ]]; then
   echo "py36-env: no Python 3.6 found (set PYTHON36=/path/to/python3.6, or build one with \`pyenv install 3.6.15\`); the Python 3.6 + TensorFlow 1.7 tests will be skipped" >&2
   rm -rf "$venv"

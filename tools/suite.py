@@ -79,7 +79,7 @@ def _run_quiet(argv):
 
 
 def find_python36():
-    found = _run_quiet([os.path.join(ROOT, "tools", "find-python36.sh")])
+    found = _run_quiet([os.path.join(ROOT, "tools", "find-python.sh"), "3.6"])
     return found.stdout.strip() if found and found.returncode == 0 else ""
 
 

@@ -7,7 +7,7 @@
 #   lab.sh down   remove the lab hosts and stop the stand-in server
 #
 # The lab's training host runs the seeds' stack (Python 3.6 + TensorFlow 1.7.1): this machine's
-# Python 3.6 (tools/find-python36.sh) is bind-mounted into its container. What the roles would
+# Python 3.6 (tools/find-python.sh 3.6) is bind-mounted into its container. What the roles would
 # download from sites the lab cannot reach comes from standins.py, a loopback HTTP server started
 # here and reachable from the hosts (they share the host's network); its role variables go to
 # .cache/lab/standins/role_vars.json and are passed with -e @file.
@@ -72,7 +72,7 @@ site_ready() {
 }
 
 find_python36() {
-    if ! FACEKIT_PY36=$("$root/tools/find-python36.sh"); then
+    if ! FACEKIT_PY36=$("$root/tools/find-python.sh" 3.6); then
         echo "lab: stopping before the training host: it runs TensorFlow 1.7.1, which needs Python 3.6, and this machine has none; build one with pyenv (\`pyenv install 3.6.15\`) or set PYTHON36=/path/to/python3.6, then run make lab again." >&2
         exit 1
     fi
@@ -102,23 +102,14 @@ standins_up() {
 
 # The extra variables of a LAB_SOURCES=real run (see the top of this file).
 real_sources() {
-    local missing=() candidate
+    local missing=() python27
     [[ -n ${LAB_PROTOC_SHA256:-} ]] || missing+=(LAB_PROTOC_SHA256)
     [[ -n ${LAB_COMPILER_SHA256:-} ]] || missing+=(LAB_COMPILER_SHA256)
     if ((${#missing[@]})); then
         echo "lab: LAB_SOURCES=real needs ${missing[*]}: the sha256 of the file you checked (protoc-3.5.1-linux-x86_64.zip, bonnet_model_compiler_latest.tgz); nothing upstream publishes them." >&2
         exit 2
     fi
-    python27=${PYTHON27:-}
-    if [[ -z $python27 ]]; then
-        for candidate in python2.7 "$HOME"/.pyenv/versions/2.7*/bin/python2.7; do
-            if "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (2, 7))' 2>/dev/null; then
-                python27=$(command -v "$candidate")
-                break
-            fi
-        done
-    fi
-    if [[ -z $python27 ]]; then
+    if ! python27=$("$root/tools/find-python.sh" 2.7); then
         echo "lab: LAB_SOURCES=real runs Google's Bonnet compiler, a Python 2.7 program, and Debian 12 has no python2: set PYTHON27=/path/to/python2.7 (\`pyenv install 2.7.18\` makes one)." >&2
         exit 2
     fi

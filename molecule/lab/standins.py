@@ -80,11 +80,11 @@ TARGETS = {
 
 
 def default_python36():
-    """The Python 3.6 tools/find-python36.sh finds ($FACEKIT_PY36 first), or None."""
+    """The Python 3.6 tools/find-python.sh 3.6 finds ($FACEKIT_PY36 first), or None."""
     if os.environ.get("FACEKIT_PY36"):
         return os.environ["FACEKIT_PY36"]
     found = subprocess.run(
-        [os.path.join(REPO_ROOT, "tools", "find-python36.sh")],
+        [os.path.join(REPO_ROOT, "tools", "find-python.sh"), "3.6"],
         stdout=subprocess.PIPE, universal_newlines=True, check=False,
     )
     return found.stdout.strip() or None
@@ -626,7 +626,7 @@ def main(argv=None):
         "--python36",
         help="with --target py36: the Python 3.6 interpreter that builds the wheels; also "
         "printed as training_host_venv_python, so the host must have it at the same path "
-        "(default: $FACEKIT_PY36, else what tools/find-python36.sh finds)",
+        "(default: $FACEKIT_PY36, else what tools/find-python.sh 3.6 finds)",
     )
     srv.add_argument(
         "--protoc-version",

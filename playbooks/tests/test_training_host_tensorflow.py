@@ -171,7 +171,7 @@ def _preflight(tmp_path, flags, python):
 
 
 def _python36():
-    found = subprocess.run([os.path.join(ROOT, "tools", "find-python36.sh")],
+    found = subprocess.run([os.path.join(ROOT, "tools", "find-python.sh"), "3.6"],
                            stdout=subprocess.PIPE, universal_newlines=True, check=False)
     return found.stdout.strip()
 
@@ -193,6 +193,6 @@ def test_preflight_refuses_mkl_on_a_python_that_is_not_36(tmp_path):
 def test_preflight_takes_mkl_on_a_cpu_with_avx_and_python_36(tmp_path):
     python = _python36()
     if not python:
-        pytest.skip("no Python 3.6 interpreter here (tools/find-python36.sh)")
+        pytest.skip("no Python 3.6 interpreter here (tools/find-python.sh 3.6)")
     rc, output = _preflight(tmp_path, CPUINFO_FLAGS, python)
     assert rc == 0, output
