@@ -140,7 +140,7 @@ def tensorflow_of(python):
     result = subprocess.run(
         [python, "-c", "from facekit.model.versions import tensorflow_build; "
          "print(tensorflow_build())"],
-        env=dict(os.environ, PYTHONPATH=os.path.join(REPO, "src")),
+        env=trainer_env(PYTHONPATH=os.path.join(REPO, "src")),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
     return result.stdout.strip() or "unknown ({})".format(result.stderr.strip()[-200:])
 
@@ -173,13 +173,16 @@ def checkout(work):
 
 def records(work):
     """Train records of the lab's WIDER FACE sample (molecule/lab/widerface_sample.py, the
-    lab's sizes and seed), converted by facekit as the dataset stage converts them."""
+    lab's sizes and seed), converted by facekit as the dataset stage converts them.
+
+    The conversion runs in a child process (`facekit dataset convert` on this Python): this
+    process must not import the controller's TensorFlow, whose import sets TF2_BEHAVIOR=1 in
+    os.environ (TensorFlow 2.x does), which the trainers below would inherit (see
+    trainer_env)."""
     out = os.path.join(work, "records")
     if os.path.exists(os.path.join(out, "dataset.json")):
         return out
     import widerface_sample  # noqa: PLC0415
-
-    from facekit.dataset.convert import convert  # noqa: PLC0415
 
     scratch = tempfile.mkdtemp(prefix="sample-", dir=work)
     try:
@@ -188,16 +191,36 @@ def records(work):
             with zipfile.ZipFile(os.path.join(scratch, name)) as archive:
                 archive.extractall(scratch)
         for split in ("train", "val"):
-            convert(os.path.join(scratch, "wider_face_split",
-                                 "wider_face_{}_bbx_gt.txt".format(split)),
-                    os.path.join(scratch, "WIDER_{}".format(split), "images"),
-                    out + ".tmp", split=split, shards=2 if split == "train" else 1,
-                    progress=False)
+            subprocess.run(
+                [sys.executable, "-m", "facekit.cli", "--quiet", "dataset", "convert",
+                 "--annotations", os.path.join(scratch, "wider_face_split",
+                                               "wider_face_{}_bbx_gt.txt".format(split)),
+                 "--images", os.path.join(scratch, "WIDER_{}".format(split), "images"),
+                 "--output-dir", out + ".tmp", "--split", split,
+                 "--shards", "2" if split == "train" else "1", "--no-progress"],
+                env=dict(os.environ, PYTHONPATH=os.path.join(REPO, "src")),
+                stdout=subprocess.DEVNULL, check=True)
         os.rename(out + ".tmp", out)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         shutil.rmtree(out + ".tmp", ignore_errors=True)
     return out
+
+
+def trainer_env(**extra):
+    """The environment of a TensorFlow 1.x child: this one without TF2_BEHAVIOR (and without
+    the OpenMP and MKL variables the variants set themselves), plus `extra`.
+
+    intel-tensorflow 1.13 reads TF2_BEHAVIOR when it is imported and, when it is set, makes
+    TensorShape's dimensions plain ints; the 2018 Object Detection API reads `.value` of them
+    (embedded_ssd_mobilenet_v1_feature_extractor.py: "'int' object has no attribute
+    'value'"). Stock 1.7.1 predates the variable and ignores it. A bench that had imported the
+    controller's TensorFlow 2.x (which sets it in os.environ) failed on its first intel run
+    that way, and only on its first: later runs reused the records and imported nothing."""
+    env = {k: v for k, v in os.environ.items()
+           if k != "TF2_BEHAVIOR" and not k.startswith(("OMP_", "KMP_", "MKL_"))}
+    env.update(extra)
+    return env
 
 
 def pipeline_config(path, records_dir, steps):
@@ -241,9 +264,7 @@ def run_once(variant, args, research, config, number, *, omp):
     train_dir = os.path.join(args.work, "runs", "{}-{}".format(variant, number))
     shutil.rmtree(train_dir, ignore_errors=True)
     os.makedirs(train_dir)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("OMP_", "KMP_", "MKL_"))}
-    env.update(PYTHONPATH="{0}:{0}/slim".format(research), PYTHONUNBUFFERED="1")
+    env = trainer_env(PYTHONPATH="{0}:{0}/slim".format(research), PYTHONUNBUFFERED="1")
     if with_omp:
         env.update(omp)
     if variant == "mkl-intel":
@@ -284,9 +305,8 @@ def export_and_check(python, research, config, train_dir, out_dir):
         checkpoint = handle.readline()
     prefix = os.path.join(train_dir, checkpoint.split('"')[1].split("/")[-1])
     shutil.rmtree(out_dir, ignore_errors=True)
-    env = dict(os.environ, PYTHONPATH="{0}:{0}/slim:{1}".format(research,
-                                                                os.path.join(REPO, "src")),
-               TF_CPP_MIN_LOG_LEVEL="2")
+    env = trainer_env(PYTHONPATH="{0}:{0}/slim:{1}".format(research, os.path.join(REPO, "src")),
+                      TF_CPP_MIN_LOG_LEVEL="2")
     subprocess.run([python, os.path.join(research, "object_detection",
                                          "export_inference_graph.py"),
                     "--input_type", "image_tensor", "--pipeline_config_path", config,

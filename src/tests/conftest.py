@@ -1,9 +1,19 @@
 """Fixtures: WIDER FACE trees built in tmp dirs."""
 
 import logging
+import os
 
 import pytest
-from helpers import STANDARD, WiderTree
+
+_TF2_BEHAVIOR = os.environ.get("TF2_BEHAVIOR")
+from helpers import STANDARD, WiderTree  # noqa: E402 - after reading the environment
+
+# Importing TensorFlow 2 (helpers does) puts TF2_BEHAVIOR=1 into this process's environment,
+# and so into every child the tests start. TensorFlow 1.13 (the training host's mkl build)
+# reads it when imported and gives TensorShape int dimensions, which the 2018 Object Detection
+# API cannot read: the children get the variable only if whoever started pytest set it.
+if _TF2_BEHAVIOR is None:
+    os.environ.pop("TF2_BEHAVIOR", None)
 
 
 @pytest.fixture

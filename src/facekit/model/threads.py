@@ -73,6 +73,14 @@ def main(argv=None):
     options = parser.parse_args(argv)
     if not os.path.isfile(options.script):
         parser.error("{}: no such script".format(options.script))
+    if os.environ.get("TF2_BEHAVIOR", "0") not in ("", "0"):
+        # TensorFlow 1.13+ reads it when imported and makes TensorShape's dimensions ints;
+        # the 2018 Object Detection API reads their .value and fails deep in the model.
+        parser.error("TF2_BEHAVIOR={} is set: TensorFlow 1.x would run with TensorFlow 2's "
+                     "shapes, which the Object Detection API of the TF 1 era cannot use "
+                     "('int' object has no attribute 'value'); unset it for the trainer "
+                     "(importing TensorFlow 2 sets it in its own process)".format(
+                         os.environ["TF2_BEHAVIOR"]))
     if options.intra_op or options.inter_op:
         set_session_threads(options.intra_op, options.inter_op)
     run_script(options.script, options.args)

@@ -75,6 +75,21 @@ def test_without_counts_the_script_runs_untouched(tmp_path):
     assert said(result)[0][1] == ["0", "5", "True"]
 
 
+def test_tensorflow_2_behaviour_in_the_environment_is_refused_with_the_way_out(tmp_path):
+    """TF2_BEHAVIOR=1 (which importing TensorFlow 2 puts in its process's environment, and so
+    in its children's) makes intel-tensorflow 1.13 give int dimensions that the 2018 trainer
+    cannot read: the launcher stops before TensorFlow with a sentence instead."""
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT)
+    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "src"), TF2_BEHAVIOR="1")
+    result = subprocess.run([sys.executable, "-m", "facekit.model.threads", "--intra-op", "2",
+                             str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            universal_newlines=True, env=env, check=False)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "TF2_BEHAVIOR=1 is set: TensorFlow 1.x would run with TensorFlow 2's shapes" in \
+        result.stderr and "unset it for the trainer" in result.stderr, result.stderr
+
+
 def test_a_missing_script_or_a_negative_count_is_refused(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "src"))
     for args, said in ((["--intra-op", "2", str(tmp_path / "nope.py")], "nope.py: no such script"),
