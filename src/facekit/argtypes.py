@@ -41,6 +41,17 @@ port = number(int, 0, 65535)
 score = number(float, 0.0, 1.0, True, True)
 # An AP, a recall or another share: [0, 1].
 fraction = number(float, 0.0, 1.0)
+# A precision to reach: (0, 1] (0 asks for nothing).
+precision = number(float, 0.0, 1.0, low_open=True)
+
+
+def class_score(text):
+    """SCORE or LABEL=SCORE (a score threshold for every class, or for one) as
+    (label or None, score)."""
+    label, sep, value = text.rpartition("=")
+    if sep and not label:
+        raise argparse.ArgumentTypeError("expected SCORE or LABEL=SCORE, got {!r}".format(text))
+    return (label if sep else None), score(value)
 
 
 def key_value(text):

@@ -17,6 +17,10 @@ from facekit import argtypes
     (argtypes.nonnegative_float, "2.5", 2.5),
     (argtypes.nonnegative_float, "inf", math.inf),
     (argtypes.number(float, 0.0, 1.0, True, True), "0.5", 0.5),
+    (argtypes.precision, "1", 1.0),
+    (argtypes.class_score, "0.3", (None, 0.3)),
+    (argtypes.class_score, "face=0.31", ("face", 0.31)),
+    (argtypes.class_score, "a=b=0.4", ("a=b", 0.4)),
 ])
 def test_values_in_range_are_returned(parse, text, value):
     assert parse(text) == value
@@ -33,6 +37,9 @@ def test_values_in_range_are_returned(parse, text, value):
     (argtypes.number(float, 0.0, low_open=True), "0", "0 is outside (0.0, inf)"),
     (argtypes.key_value, "no-equals", "expected key=value, got 'no-equals'"),
     (argtypes.source, "WIDER_val.zip=", "expected NAME=CHECKSUM"),
+    (argtypes.precision, "0", "0 is outside (0.0, 1.0]"),
+    (argtypes.class_score, "=0.3", "expected SCORE or LABEL=SCORE"),
+    (argtypes.class_score, "face=1.5", "1.5 is outside (0.0, 1.0)"),
 ])
 def test_values_out_of_range_say_why(parse, text, message):
     with pytest.raises(argparse.ArgumentTypeError) as info:

@@ -44,6 +44,8 @@ from facekit.detector.boxes import SCALES, decode_boxes, decode_coords
 from facekit.detector.nms import nms, nms_floats, nms_ranked
 from facekit.detector.scores import (
     array_sigmoid,
+    class_limit,
+    class_thresholds,
     logit_floor,
     positive_sigmoid,
     scores_above,
@@ -134,13 +136,15 @@ def _detections(anchor_ids, class_ids, scores, encodings, table, *, iou_threshol
 PYTHON_DECODE_LIMIT = 64
 
 
-def _few_detections(ids, class_ids, logits, encodings, table, *, score_threshold,  # noqa: PLR0912, PLR0915 - one loop: a call per candidate costs
-                    iou_threshold, max_detections):
+def _few_detections(ids, class_ids, logits, encodings, table, *, score_threshold,  # noqa: PLR0912, PLR0913, PLR0915 - one loop: a call per candidate costs
+                    iou_threshold, max_detections, per_class=None):
     """The Detection list of few candidates, all on Python floats, or None where the numpy
     way must decide (a th or tw so large or NaN that exp could overflow; a NaN box).
     ids: anchor numbers (ascending); class_ids: their class ids or None (class 1 for
     all); logits: their best logits; encodings(rows): the (ty, tx, th, tw) of a list of
-    anchors as one flat tuple of floats, or None if they are not numbers.
+    anchors as one flat tuple of floats, or None if they are not numbers. per_class:
+    class_thresholds' tuple when the classes' thresholds differ (score_threshold is then
+    the lowest).
 
     Each candidate, best first, is decoded and compared with the boxes kept so far, as
     nms_floats does: the same IEEE operations in the same order as the numpy way; only the
@@ -150,6 +154,10 @@ def _few_detections(ids, class_ids, logits, encodings, table, *, score_threshold
     if not threshold >= 0.0 or max_detections < 1:  # NaN or negative: the IoU matrix
         return None
     scored = scores_above(logits, score_threshold)
+    if per_class is not None:
+        scored = [(score, position) for score, position in scored
+                  if -score > class_limit(per_class, 1 if class_ids is None
+                                          else class_ids[position])]
     if not scored:
         return []
     rows = [ids[position] for _, position in scored]
@@ -197,7 +205,9 @@ def decode_dense(box_encodings, class_logits, anchors, *, score_threshold=0.5,
     """Detections, best score first, from the dense tensors: box_encodings [N, 4]
     (concat), class_logits [N, 1 + C] (concat_1), anchors [N, 4]. Flat sequences are
     accepted: pass a FloatTensor's repeated `data` as it is (list() first only costs
-    time). An anchor is a candidate when its score is above score_threshold.
+    time). An anchor is a candidate when its score is above score_threshold: one score
+    for every class, or a sequence of one per class id in labels.txt's order (a class
+    past its end takes the lowest), compared with the anchor's best class.
 
     Only candidates are decoded: the logits are compared with a bound below the
     threshold's logit first; the anchors above it get a score, and those above the
@@ -206,6 +216,7 @@ def decode_dense(box_encodings, class_logits, anchors, *, score_threshold=0.5,
     count = table.shape[0]
     source = encoding_source(box_encodings, count)
     best, logits = best_logits(class_logits, count)
+    score_threshold, per_class = class_thresholds(score_threshold)
     floor = logit_floor(score_threshold)
     if floor is None:
         candidates = np.arange(count)
@@ -223,7 +234,7 @@ def decode_dense(box_encodings, class_logits, anchors, *, score_threshold=0.5,
                                      lambda rows: flat_encoding_rows(source, rows), table,
                                      score_threshold=score_threshold,
                                      iou_threshold=iou_threshold,
-                                     max_detections=max_detections)
+                                     max_detections=max_detections, per_class=per_class)
             if result is not None:
                 return result
         scores = positive_sigmoid(best) if floor >= 0.0 else array_sigmoid(best)
@@ -237,9 +248,22 @@ def decode_dense(box_encodings, class_logits, anchors, *, score_threshold=0.5,
     if logits is not None:
         # The lowest class on a tie, as argmax.
         class_ids = np.argmax(logits[candidates, 1:], axis=1) + 1
+    if per_class is not None:
+        candidates, class_ids, scores = _above_own(per_class, candidates, class_ids, scores)
+        if not candidates.size:
+            return []
     return _detections(candidates, class_ids, scores,
                        lambda rows: encoding_rows(source, rows), table,
                        iou_threshold=iou_threshold, max_detections=max_detections)
+
+
+def _above_own(per_class, candidates, class_ids, scores):
+    """The candidates (and their class ids and scores) above their own class's threshold."""
+    limits = np.array(per_class, dtype=np.float64)
+    classes = np.ones(len(scores), dtype=np.int64) if class_ids is None else class_ids
+    keep = np.nonzero(scores > limits.take(np.minimum(classes, len(limits)) - 1))[0]
+    return (candidates.take(keep), None if class_ids is None else class_ids.take(keep),
+            scores.take(keep))
 
 
 def decode_sparse(hits, box_encodings_by_anchor, anchors, *, score_threshold=0.5,
@@ -249,7 +273,8 @@ def decode_sparse(hits, box_encodings_by_anchor, anchors, *, score_threshold=0.5
     hits: (anchor, class, logit) triples from the logits' thresholding config, class being
     the column of concat_1 (0 = background, ignored). box_encodings_by_anchor: a mapping
     (or (anchor, encoding) pairs) anchor -> (ty, tx, th, tw) from the boxes'
-    from_sparse_tensor config; only anchors with a hit need an entry. Gives the same
+    from_sparse_tensor config; only anchors with a hit need an entry. score_threshold as
+    decode_dense's; the bonnet's own thresholding must use the lowest. Gives the same
     detections as decode_dense on the full tensors.
     """
     table = anchor_table(anchors)
@@ -263,12 +288,13 @@ def decode_sparse(hits, box_encodings_by_anchor, anchors, *, score_threshold=0.5
             raise DecodeError("box_encodings_by_anchor: expected a mapping anchor -> (ty, tx, "
                               "th, tw) or (anchor, encoding) pairs ({})".format(exc)) from None
     best = best_hits(hits, count)
+    score_threshold, per_class = class_thresholds(score_threshold)
     floor = logit_floor(score_threshold)
     anchor_ids = sorted(a for a, (_, logit) in best.items() if floor is None or logit > floor)
     if not anchor_ids:
         return []
     options = dict(score_threshold=score_threshold, iou_threshold=iou_threshold,
-                   max_detections=max_detections)
+                   max_detections=max_detections, per_class=per_class)
     if (floor is not None and len(anchor_ids) <= PYTHON_DECODE_LIMIT
             and max_detections <= PYTHON_NMS_LIMIT):
         result = _few_sparse(anchor_ids, best, encodings, table, options)
@@ -280,10 +306,15 @@ def decode_sparse(hits, box_encodings_by_anchor, anchors, *, score_threshold=0.5
     picked = np.nonzero(scores > score_threshold)[0]
     if not picked.size:
         return []
-    ids = [anchor_ids[i] for i in picked.tolist()]
-    classes = [best[a][0] for a in ids]
+    ids = np.array([anchor_ids[i] for i in picked.tolist()], dtype=np.int64)
+    classes = [best[a][0] for a in ids.tolist()]
     class_ids = None if classes.count(1) == len(classes) else np.array(classes, dtype=np.int64)
-    return _detections(np.array(ids, dtype=np.int64), class_ids, scores.take(picked),
+    scores = scores.take(picked)
+    if per_class is not None:
+        ids, class_ids, scores = _above_own(per_class, ids, class_ids, scores)
+        if not ids.size:
+            return []
+    return _detections(ids, class_ids, scores,
                        lambda rows: sparse_encodings(rows, encodings),
                        table, iou_threshold=iou_threshold, max_detections=max_detections)
 

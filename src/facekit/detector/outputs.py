@@ -8,7 +8,7 @@ anchors' box encodings; result_detections decodes them with facekit.detector.dec
 (a bonnet that ignores the configs sends the full tensors, which decode as well), and
 checks them against the bundle's anchors and labels: outputs that do not fit are an
 OutputError, exit status 3 (EXIT_MODEL). face_record and frame_record make the JSON
-the service publishes, one line per frame with faces (Publisher).
+the service publishes, one line per frame with detections (Publisher; SCHEMA).
 
 Python 3.5; the standard library and numpy (through decode). AIY's own models keep the
 same job beside their decoder (aiy/vision/models/object_detection.py).
@@ -148,13 +148,21 @@ def face_record(detection, labels, window):
     ])
 
 
-def frame_record(frame, when, model, faces, duration_ms, *, camera_frame=None):
-    """The JSON line published for a frame with faces. camera_frame is the bonnet's own frame
-    index (counted from the camera's start), which ties a line to the image it came from."""
+# The JSON lines' layout. 2: "detections" (a VOC model's are not faces) and "thresholds";
+# "faces", the same list under its schema 1 name, stays for one more release.
+SCHEMA = 2
+
+
+def frame_record(frame, when, model, detections, duration_ms, *, camera_frame=None,
+                 thresholds=None):
+    """The JSON line published for a frame with detections (face_record's). camera_frame
+    is the bonnet's own frame index (counted from the camera's start), which ties a line to
+    the image it came from; thresholds: {label: {"score", "from"}} in force
+    (facekit.detector.thresholds)."""
     return collections.OrderedDict([
-        ("frame", frame), ("time", when), ("model", model.name),
-        ("version", model.version), ("faces", faces), ("ms", duration_ms),
-        ("camera_frame", camera_frame),
+        ("schema", SCHEMA), ("frame", frame), ("time", when), ("model", model.name),
+        ("version", model.version), ("detections", detections), ("faces", detections),
+        ("thresholds", thresholds), ("ms", duration_ms), ("camera_frame", camera_frame),
     ])
 
 

@@ -2,7 +2,8 @@
 
 resolve_release finds the bundle (--release, or the kit's MODELS/current link that
 roles/vision_kit switches), open_bundle verifies it against its manifest and reads the
-labels, the anchor table and the compiled graph into a Model. Every failure is a
+labels, the anchor table, the compiled graph and the operating point of its evaluation
+(facekit.detector.thresholds) into a Model. Every failure is a
 DetectorError with exit status 4 (EXIT_BUNDLE), naming the file and what to do.
 
 `python -m facekit.detector.release DIR` checks a release as the service will open it and
@@ -16,7 +17,7 @@ import json
 import os
 import sys
 
-from facekit.detector import decode
+from facekit.detector import decode, thresholds
 from facekit.detector.exits import EXIT_BUNDLE, DetectorError
 from facekit.model import bundle
 from facekit.model.errors import ModelError
@@ -27,7 +28,8 @@ DEFAULT_INPUT_SIZE = 256
 class Model(object):
     """A verified bundle as the service uses it."""
 
-    def __init__(self, path, *, name, version, labels, anchors, input_size, compute_graph):
+    def __init__(self, path, *, name, version, labels, anchors, input_size, compute_graph,
+                 operating_point=None):
         self.path = path
         self.name = name
         self.version = version
@@ -35,6 +37,8 @@ class Model(object):
         self.anchors = anchors
         self.input_size = input_size
         self.compute_graph = compute_graph
+        # (rule, {label: threshold or None}) of the bundle's evaluation, or None.
+        self.operating_point = operating_point
 
     @property
     def bonnet_name(self):
@@ -133,7 +137,8 @@ def _read_verified(path, check, input_size):
     if input_size is None:
         input_size = _manifest_input_size(manifest, path) or DEFAULT_INPUT_SIZE
     return Model(path, name=check["name"], version=check["version"], labels=labels,
-                 anchors=anchors, input_size=input_size, compute_graph=compute_graph)
+                 anchors=anchors, input_size=input_size, compute_graph=compute_graph,
+                 operating_point=thresholds.bundle_operating_point(path, manifest))
 
 
 def check_release(path):

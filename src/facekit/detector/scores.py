@@ -52,6 +52,27 @@ def scores_above(logits, score_threshold):
     return scored
 
 
+def class_thresholds(score_threshold):
+    """(lowest, per_class) of a decoder's score_threshold: a number for every class, or a
+    sequence with one per class id (class_id - 1 its position). per_class is None when
+    one number holds for all (the decoder's fast path), else a tuple of floats ending
+    with the lowest, which serves any class past the sequence's end."""
+    if isinstance(score_threshold, (int, float)):
+        return score_threshold, None
+    values = tuple(float(v) for v in score_threshold)
+    if not values:
+        raise ValueError("score_threshold: an empty sequence (give one score per class)")
+    lowest = min(values)
+    if all(v == lowest for v in values):
+        return lowest, None
+    return lowest, values + (lowest,)
+
+
+def class_limit(per_class, class_id):
+    """The threshold of class_id (1-based) in class_thresholds' per_class tuple."""
+    return per_class[class_id - 1] if class_id < len(per_class) else per_class[-1]
+
+
 def logit_floor(score_threshold):
     """A logit at or below which no anchor scores above score_threshold, or None when
     there is no safe such bound (a threshold outside (0, 1), or so close to 1 that

@@ -29,7 +29,7 @@ import time
 
 import facekit
 from facekit import argtypes
-from facekit.detector import client, decode
+from facekit.detector import client, decode, thresholds
 from facekit.detector.exits import EXIT_FAILURE, EXIT_OK, DetectorError
 from facekit.detector.lights import Lights
 from facekit.detector.outputs import (
@@ -61,6 +61,8 @@ class Service(object):
         self.status = Status(max_frame_age=args.max_frame_age)
         self.stop = StopSignals()
         self.model = None
+        self.thresholds = None
+        self._scores = None
         self.bonnet = None
         self.server = None
         self.lights = None
@@ -112,12 +114,21 @@ class Service(object):
         self.lights = Lights()
         path = resolve_release(args.models, args.release)
         self.model = model = open_bundle(path, args.input_size)
+        self.thresholds = thresholds.in_force(model.labels, model.operating_point,
+                                              args.threshold, args.threshold_origin)
+        self._scores = thresholds.scores(self.thresholds)
         self.status.set_model(model.name, model.version, model.path)
+        self.status.set_thresholds(self.thresholds)
         log.info("%s %s: model %s version %s from %s (%d anchors, labels %s, input %dx%d); "
-                 "score threshold %g, IoU %g, at most %d faces a frame", PROG,
+                 "score thresholds %s, IoU %g, at most %d detections a frame", PROG,
                  facekit.__version__, model.name, model.version, model.path,
                  model.num_anchors, ",".join(model.labels), model.input_size,
-                 model.input_size, args.threshold, args.iou, args.max_detections)
+                 model.input_size, thresholds.describe(self.thresholds), args.iou,
+                 args.max_detections)
+        if model.operating_point is None:
+            log.warning("the bundle has no evaluation with an operating point: classes "
+                        "without --threshold use %g (evaluate it with `facekit eval run` and "
+                        "attach it with `facekit model attach-eval`)", thresholds.DEFAULT)
         if args.status_port:
             try:
                 self.server = StatusServer(self.status, args.status_host, args.status_port)
@@ -133,7 +144,8 @@ class Service(object):
             log.info("status endpoint off (--status-port 0)")
         inference = client.aiy_inference()
         self.bonnet = client.BonnetClient(
-            model, sparse_configs(model, args.threshold, inference), inference)
+            model, sparse_configs(model, thresholds.lowest(self.thresholds), inference),
+            inference)
         self.bonnet.open()
         self.status.set_loaded(True)
         self._lights(Lights.IDLE)
@@ -162,7 +174,7 @@ class Service(object):
 
     def _frame(self, result):
         args, model = self.args, self.model
-        detections = result_detections(result, model, args.threshold, args.iou,
+        detections = result_detections(result, model, self._scores, args.iou,
                                        args.max_detections)
         when = round(time.time(), 3)
         window = frame_window(result, model)
@@ -172,7 +184,8 @@ class Service(object):
             camera = getattr(result, "frame", None)
             self.publisher.publish(frame_record(self.frames, when, model, faces,
                                                 result.duration_ms,
-                                                camera_frame=getattr(camera, "index", None)))
+                                                camera_frame=getattr(camera, "index", None),
+                                                thresholds=self.thresholds))
             log.info("frame %d: %d face%s (%d ms): %s", self.frames, len(faces),
                      "" if len(faces) == 1 else "s", result.duration_ms,
                      "; ".join("{} {:.2f} at {}".format(f["label"], f["score"], f["box"])
@@ -223,9 +236,16 @@ def build_parser():
         opt("--status-port", "PORT", "port of the status endpoint, 0 = no endpoint (default "
                                      "%(default)s)",
             type=argtypes.port, default=DEFAULT_STATUS_PORT),
-        opt("--threshold", "SCORE", "a face needs a score above this, in (0, 1); the bonnet "
-                                    "drops anchors below it before they are sent (default "
-                                    "%(default)s)", type=argtypes.score, default=0.5),
+        opt("--threshold", "SCORE",
+            "a detection needs a score above its class's threshold, in (0, 1): SCORE for every "
+            "class, LABEL=SCORE for one (repeat it); the rest keep the bundle's operating point "
+            "(its eval.json), else {}; the bonnet drops anchors below the lowest before they "
+            "are sent".format(thresholds.DEFAULT),
+            type=argtypes.class_score, action="append"),
+        opt("--threshold-origin", "NAME",
+            "what set --threshold, as the status endpoint and the JSON lines name it (default "
+            "'%(default)s'; the vision_kit role's unit says 'inventory')",
+            default=thresholds.COMMAND_LINE),
         opt("--iou", "IOU", "non-maximum suppression drops a box overlapping a better one by "
                             "more than this intersection over union (default %(default)s)",
             type=argtypes.fraction, default=decode.IOU_THRESHOLD),

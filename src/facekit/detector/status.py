@@ -1,8 +1,11 @@
 """The detector's status endpoint: a small HTTP server in a daemon thread.
 
 GET /status  -> 200, JSON: {"healthy", "reason", "model": {"name", "version", "path"},
-                "frames", "fps", "last": {"frame", "time", "faces"} or null, "faces_seen",
-                "started", "error"}
+                "thresholds": {label: {"score", "from"}}, "frames", "fps",
+                "last": {"frame", "time", "detections", "faces"} or null,
+                "detections_seen", "faces_seen", "started", "error"}
+               ("faces" and "faces_seen" are the schema 1 names of the same figures,
+               kept for one more release)
 GET /healthz -> 200 "ok" when healthy, else 503 and the reason (text/plain)
 
 Healthy means: the model is loaded on the Vision Bonnet, a frame arrived within the last
@@ -45,6 +48,7 @@ class Status(object):
         self._max_frame_age = float(max_frame_age)
         self._fps_window = float(fps_window)
         self._model = dict(model) if model else None
+        self._thresholds = None
         self._loaded = False
         self._frames = 0
         self._faces_seen = 0
@@ -57,6 +61,11 @@ class Status(object):
     def set_model(self, name, version, path):
         with self._lock:
             self._model = {"name": name, "version": version, "path": path}
+
+    def set_thresholds(self, thresholds):
+        """{label: {"score", "from"}}: the score thresholds in force."""
+        with self._lock:
+            self._thresholds = {label: dict(entry) for label, entry in thresholds.items()}
 
     def set_loaded(self, loaded):
         with self._lock:
@@ -73,7 +82,8 @@ class Status(object):
         with self._lock:
             self._frames += 1
             self._faces_seen += len(faces)
-            self._last = {"frame": frame, "time": when, "faces": list(faces)}
+            self._last = {"frame": frame, "time": when, "detections": list(faces),
+                          "faces": list(faces)}
             self._last_at = now
             self._recent.append(now)
             self._prune(now)
@@ -123,14 +133,18 @@ class Status(object):
             healthy, reason = self._health(now)
             last = None
             if self._last is not None:
-                last = dict(self._last, faces=list(self._last["faces"]))
+                last = dict(self._last, detections=list(self._last["detections"]),
+                            faces=list(self._last["faces"]))
             return {
                 "healthy": healthy,
                 "reason": reason,
                 "model": dict(self._model) if self._model else None,
+                "thresholds": ({label: dict(entry) for label, entry in self._thresholds.items()}
+                               if self._thresholds is not None else None),
                 "frames": self._frames,
                 "fps": round(self._fps(now), 2),
                 "last": last,
+                "detections_seen": self._faces_seen,
                 "faces_seen": self._faces_seen,
                 "started": self._started,
                 "error": self._error,

@@ -40,7 +40,11 @@ def ref_iou(a, b):
 
 def ref_decode(encodings, logits, anchors, *, score_threshold=0.5, iou_threshold=0.5,
                max_detections=100):
-    """[(class_id, score, box)] best first, from nested lists."""
+    """[(class_id, score, box)] best first, from nested lists. score_threshold: one for all
+    classes, or a list with one per class id (class_id - 1 its place): an anchor is a
+    candidate when its best class's score is above that class's own."""
+    if isinstance(score_threshold, (int, float)):
+        score_threshold = [score_threshold] * (len(logits[0]) - 1 if logits else 1)
     candidates = []
     for i, anchor in enumerate(anchors):
         best_class, best_logit = None, None
@@ -48,7 +52,7 @@ def ref_decode(encodings, logits, anchors, *, score_threshold=0.5, iou_threshold
             if best_logit is None or logits[i][c] > best_logit:
                 best_class, best_logit = c, logits[i][c]
         score = ref_sigmoid(best_logit)
-        if score > score_threshold:
+        if score > score_threshold[best_class - 1]:
             candidates.append((best_class, score, ref_decode_box(encodings[i], anchor)))
     candidates.sort(key=lambda cand: -cand[1])
     kept = []

@@ -63,6 +63,47 @@ def test_max_detections_caps_the_result(aiy_anchors):
     assert_matches_reference(dense, reference)
 
 
+@pytest.mark.parametrize("case", [
+    # seed, classes, thresholds, candidates
+    (80, 2, (0.3, 0.6), 20),     # few candidates: Python floats
+    (81, 3, (0.7, 0.4, 0.55), 30),
+    (82, 2, (0.6, 0.35), 200),   # many: numpy
+    (83, 2, (0.5, 0.5), 40),     # equal: the one-threshold path
+])
+def test_per_class_thresholds_match_the_reference(aiy_anchors, monkeypatch, case):
+    seed, classes, thresholds, candidates = case
+    encodings, logits = clustered_tensors(seed, candidates, classes)
+    reference = ref_decode(encodings.tolist(), logits.tolist(), aiy_anchors.tolist(),
+                           score_threshold=list(thresholds))
+    assert reference
+    assert {c for c, _, _ in reference} == set(range(1, classes + 1))
+    for class_id, score, _ in reference:
+        assert score > thresholds[class_id - 1]
+    # The bonnet thresholds at the lowest of them.
+    hits, boxes = sparse_from_dense(encodings, logits, min(thresholds), seed)
+    for limit in (decode.PYTHON_DECODE_LIMIT, 0):
+        with monkeypatch.context() as patch:
+            patch.setattr(decode, "PYTHON_DECODE_LIMIT", limit)
+            dense = decode.decode_dense(encodings, logits, aiy_anchors,
+                                        score_threshold=thresholds)
+            sparse = decode.decode_sparse(hits, boxes, aiy_anchors, score_threshold=thresholds)
+        assert_matches_reference(dense, reference)
+        assert sparse == dense
+
+
+def test_a_box_below_its_own_classs_threshold_suppresses_nothing():
+    anchors = [[0.1, 0.1, 0.5, 0.5], [0.12, 0.1, 0.52, 0.5]]
+    logits = [[0.0, -0.4, -5.0],   # class 1, score 0.40: above class 1's 0.3
+              [0.0, -5.0, 0.0]]    # class 2, score 0.50: below class 2's 0.6, dropped first
+    dets = decode.decode_dense(np.zeros((2, 4)), logits, anchors, score_threshold=(0.3, 0.6))
+    assert [(d.class_id, round(d.score, 2)) for d in dets] == [(1, 0.4)]
+    both = decode.decode_dense(np.zeros((2, 4)), logits, anchors, score_threshold=0.3)
+    assert [d.class_id for d in both] == [2]  # one threshold: class 2 wins the NMS
+    hits = [(0, 1, -0.4), (1, 2, 0.0)]
+    assert decode.decode_sparse(hits, {0: (0.0,) * 4, 1: (0.0,) * 4}, anchors,
+                                score_threshold=(0.3, 0.6)) == dets
+
+
 # ---- hand-checked cases -----------------------------------------------------------------
 
 def test_dense_nms_suppression_end_to_end():

@@ -48,11 +48,16 @@ def test_face_records_are_in_the_frame_window():
     face = outputs.face_record(det, ["face"], (10, 20, 200, 100))
     assert list(face.items()) == [("label", "face"), ("score", 0.9123),
                                   ("box", [50, 30, 80, 40]), ("norm", [0.1, 0.2, 0.5, 0.6])]
-    record = outputs.frame_record(4, 1700000000.123, fake_model(), [face], 33, camera_frame=17)
+    record = outputs.frame_record(4, 1700000000.123, fake_model(), [face], 33, camera_frame=17,
+                                  thresholds={"face": {"score": 0.31, "from": "bundle"}})
+    listed = ('[{"label": "face", "score": 0.9123, "box": [50, 30, 80, 40], '
+              '"norm": [0.1, 0.2, 0.5, 0.6]}]')
+    # Schema 2: the neutral "detections", and "faces" (schema 1's name) for one release more.
     assert json.dumps(record) == (
-        '{"frame": 4, "time": 1700000000.123, "model": "faces", "version": "abc", '
-        '"faces": [{"label": "face", "score": 0.9123, "box": [50, 30, 80, 40], '
-        '"norm": [0.1, 0.2, 0.5, 0.6]}], "ms": 33, "camera_frame": 17}')
+        '{"schema": 2, "frame": 4, "time": 1700000000.123, "model": "faces", "version": "abc", '
+        '"detections": ' + listed + ', "faces": ' + listed + ', '
+        '"thresholds": {"face": {"score": 0.31, "from": "bundle"}}, "ms": 33, '
+        '"camera_frame": 17}')
 
 
 def test_window_falls_back_to_the_frame_then_the_input_size():

@@ -60,7 +60,7 @@ def test_a_taken_status_port_is_a_clear_error(deployed, capsys, quiet_root):
 
 def test_bad_options_are_usage_errors(capsys):
     for argv in (["--threshold", "1"], ["--threshold", "x"], ["--status-port", "70000"],
-                 ["--frames", "0"]):
+                 ["--frames", "0"], ["--threshold", "=0.5"]):
         with pytest.raises(SystemExit) as info:
             service.build_parser().parse_args(argv)
         assert info.value.code == 2
@@ -95,7 +95,10 @@ def test_service_publishes_faces_and_unloads(deployed, monkeypatch, capsys, quie
     assert [line["frame"] for line in lines] == [2, 4]
     assert len(expected) == 4
     for line in lines:
-        assert list(line)[:6] == ["frame", "time", "model", "version", "faces", "ms"]
+        assert list(line)[:7] == ["schema", "frame", "time", "model", "version", "detections",
+                                  "faces"]
+        assert line["faces"] == line["detections"] and line["schema"] == 2
+        assert line["thresholds"] == {"face": {"score": 0.7, "from": "command line"}}
         assert (line["model"], line["version"], line["ms"]) == ("faces", made["version"], 41)
         assert abs(line["time"] - time.time()) < 60
         assert line["faces"] == [json.loads(json.dumps(outputs.face_record(
@@ -317,8 +320,10 @@ def test_the_service_publishes_faces_from_the_bonnet(world, bonnet):
     assert lines, "the random-weight graph gives faces above 0.5 on every frame"
     assert [line["frame"] for line in lines] == sorted(set(line["frame"] for line in lines))
     for line in lines:
-        assert list(line) == ["frame", "time", "model", "version", "faces", "ms",
-                              "camera_frame"]
+        assert list(line) == ["schema", "frame", "time", "model", "version", "detections",
+                              "faces", "thresholds", "ms", "camera_frame"]
+        # The bundle has no evaluation: today's 0.5.
+        assert line["thresholds"] == {"face": {"score": 0.5, "from": "default"}}
         assert (line["model"], line["version"]) == ("faces", version)
         assert 1 <= line["frame"] <= 6 and isinstance(line["ms"], int)
         # The bonnet counts camera frames from 0 at start_camera_inference.

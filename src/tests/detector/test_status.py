@@ -36,9 +36,11 @@ def test_status_health_follows_loading_frames_and_errors():
     snap = status.snapshot()
     assert snap == {"healthy": True, "reason": None,
                     "model": {"name": "faces", "version": "abc", "path": "/m/releases/abc"},
-                    "frames": 10, "fps": 2.0,
-                    "last": {"frame": 10, "time": 1010.0, "faces": []},
-                    "faces_seen": 5, "started": 1000.0, "error": None}
+                    "thresholds": None, "frames": 10, "fps": 2.0,
+                    "last": {"frame": 10, "time": 1010.0, "detections": [], "faces": []},
+                    "detections_seen": 5, "faces_seen": 5, "started": 1000.0, "error": None}
+    status.set_thresholds({"face": {"score": 0.31, "from": "bundle"}})
+    assert status.snapshot()["thresholds"] == {"face": {"score": 0.31, "from": "bundle"}}
     clock.now += 6
     healthy, reason = status.health()
     assert not healthy and reason == ("no frame from the Vision Bonnet for 6.0 s "
@@ -66,7 +68,8 @@ def test_status_endpoint_serves_json_and_healthz():
         doc = json.loads(body)
         assert (code, kind) == (200, "application/json")
         assert doc["healthy"] and doc["frames"] == 1 and doc["model"]["version"] == "abc"
-        assert doc["last"] == {"frame": 1, "time": 5.0, "faces": [{"label": "face"}]}
+        assert doc["last"] == {"frame": 1, "time": 5.0, "detections": [{"label": "face"}],
+                               "faces": [{"label": "face"}]}
         clock.now += 5.5
         code, _, body = get(base + "/healthz")
         assert code == 503 and body.startswith("no frame from the Vision Bonnet for 5.5 s")
