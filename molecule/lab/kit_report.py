@@ -92,7 +92,8 @@ def evaluate(lines, truth, names, version, threshold=0.5):
         if line.get("version") != version or line.get("camera_frame") is None:
             continue
         name = names[line["camera_frame"] % len(names)]
-        last[name] = line["faces"]
+        # Schema 2 names the list "detections"; schema 1 lines only have "faces".
+        last[name] = line["detections"] if "detections" in line else line["faces"]
         shown.add(name)
     frames = max((line.get("camera_frame", -1) for line in lines
                   if line.get("version") == version), default=-1) + 1

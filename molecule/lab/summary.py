@@ -73,13 +73,22 @@ def evaluation_lines(bundle, manifest):
     if "eval.json" not in ((manifest.get("evaluation") or {}).get("files") or {}):
         return ["  not evaluated: no eval.json in its manifest (the quality gate refuses it)"]
     doc = _load(os.path.join(bundle, "eval.json")) or {}
-    kit = doc.get("at_deploy_threshold") or {}
-    lines = ["  evaluated on {} val images as the kit runs it: AP@0.5 {} (mean {}); at score {}: "
-             "recall {}, precision {}; {} images/s".format(
+    fixed = doc.get("at_deploy_threshold") or {}
+    lines = ["  evaluated on {} val images as the kit runs it: AP@0.5 {} (mean {}); {} "
+             "images/s".format(
                  doc.get("images"), ", ".join("{} {}".format(label, _figure(ap)) for label, ap
                                               in sorted((doc.get("ap") or {}).items())),
-                 _figure(doc.get("mean_ap")), kit.get("threshold"), _figure(kit.get("recall")),
-                 _figure(kit.get("precision")), doc.get("images_per_second"))]
+                 _figure(doc.get("mean_ap")), doc.get("images_per_second"))]
+    point = doc.get("operating_point") or {}
+    kit = doc.get("at_operating_point")
+    if kit:
+        lines.append("  operating point ({}): {}: recall {}, precision {}".format(
+            point.get("rule"), ", ".join(
+                "{} {}".format(label, "none" if t is None else t)
+                for label, t in sorted((point.get("thresholds") or {}).items())),
+            _figure(kit.get("recall")), _figure(kit.get("precision"))))
+    lines.append("  at score {}: recall {}, precision {}".format(
+        fixed.get("threshold"), _figure(fixed.get("recall")), _figure(fixed.get("precision"))))
     wider = doc.get("wider")
     if wider:
         lines.append("  WIDER FACE easy {} medium {} hard {}".format(
@@ -97,8 +106,8 @@ def kit_lines(kits, frames_dir):
 
     if not os.path.isfile(os.path.join(frames_dir, "ground_truth.json")):
         return ["kits: no held-out images at {}".format(frames_dir)]
-    lines = ["Vision Kits (software bonnets cycling {} held-out images; detections at score "
-             "0.5, IoU 0.5):".format(len(kit_report.frame_names(frames_dir)))]
+    lines = ["Vision Kits (software bonnets cycling {} held-out images; a detection "
+             "matches at IoU 0.5):".format(len(kit_report.frame_names(frames_dir)))]
     for state in kit_report.report(kits, frames_dir):
         status = state["status"] or {}
         det = state["detections"]
@@ -106,12 +115,16 @@ def kit_lines(kits, frames_dir):
             state["kit"], state["release"] or "-", state["active"] or "?",
             "healthy" if status.get("healthy") else "NOT healthy: {}".format(
                 status.get("reason") or status.get("error") or "no status endpoint")))
+        if status.get("thresholds"):
+            lines.append("    thresholds " + ", ".join(
+                "{} {} ({})".format(label, entry.get("score"), entry.get("from"))
+                for label, entry in sorted(status["thresholds"].items())))
         if status:
             last = status.get("last") or {}
             lines.append("    {} frames, {:.1f} fps, {} faces reported; last frame: {}".format(
                 status.get("frames", 0), status.get("fps") or 0.0, status.get("faces_seen", 0),
                 ", ".join("{} {:.2f} at {}".format(f["label"], f["score"], f["box"])
-                          for f in last.get("faces") or []) or "no faces"))
+                          for f in last.get("detections", last.get("faces")) or []) or "no faces"))
         if det["faces"]:
             what = "faces" if set(det["classes"]) <= {"face"} else "objects"
             lines.append("    held-out images: {} shown, {} {}: recall {}, precision {} "

@@ -88,6 +88,10 @@ class CallbackModule(CallbackBase):
                     line += " (wanted {})".format(report["target"])
                 if report.get("reason"):
                     line += ": " + report["reason"]
+                if isinstance(report.get("thresholds"), dict):
+                    line += "  thresholds " + ", ".join(
+                        "{} {} ({})".format(label, entry.get("score"), entry.get("from"))
+                        for label, entry in sorted(report["thresholds"].items()))
             elif kit in self.failures:
                 state = "failed"
                 line = "{}  failed before a release was switched: {}".format(

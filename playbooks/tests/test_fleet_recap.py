@@ -36,6 +36,10 @@ PLAYBOOK = """\
           target: "222"
           state: updated from 111
           reason: ""
+          thresholds:
+            face:
+              score: 0.31
+              from: bundle
 """
 
 
@@ -78,6 +82,7 @@ def test_recap_lists_kits_the_stopped_rollout_never_reached(tmp_path):
     assert result.returncode != 0
     assert sorted(lines) == ["kit1", "kit2", "kit3"], recap
     assert "face 222  updated from 111" in lines["kit1"]
+    assert lines["kit1"].endswith("thresholds face 0.31 (bundle)"), lines["kit1"]
     assert "failed before a release was switched" in lines["kit2"]
     assert "the bonnet refused model face 222" in lines["kit2"]
     assert "not reached" in lines["kit3"]

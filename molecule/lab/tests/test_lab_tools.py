@@ -365,11 +365,16 @@ def test_summary_shows_the_bundles_evaluation_and_where_its_report_is(tmp_path):
     (bundle / "eval.json").write_text(json.dumps({
         "images": 60, "ap": {"face": 0.8123}, "mean_ap": 0.8123, "images_per_second": 140.5,
         "at_deploy_threshold": {"threshold": 0.5, "recall": 0.81, "precision": 0.9},
+        "operating_point": {"rule": "max_f1", "thresholds": {"face": 0.31}},
+        "at_operating_point": {"threshold": {"face": 0.31}, "recall": 0.923, "precision": 0.973},
         "wider": None}))
     lines = summary.evaluation_lines(str(bundle), manifest)
-    assert lines[0] == ("  evaluated on 60 val images as the kit runs it: AP@0.5 face 0.812 "
-                        "(mean 0.812); at score 0.5: recall 0.810, precision 0.900; "
-                        "140.5 images/s")
+    assert lines[:3] == [
+        "  evaluated on 60 val images as the kit runs it: AP@0.5 face 0.812 (mean 0.812); "
+        "140.5 images/s",
+        "  operating point (max_f1): face 0.31: recall 0.923, precision 0.973",
+        "  at score 0.5: recall 0.810, precision 0.900"]
+    lines = lines[2:]
     assert lines[1].startswith("  report (pictures, PR curves): ")
     assert lines[1].endswith(os.path.join("abc", "report.html"))
     assert "not evaluated" in summary.evaluation_lines(str(bundle), {"files": {}})[0]

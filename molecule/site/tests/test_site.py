@@ -61,6 +61,11 @@ def test_each_kit_serves_what_the_rollout_left(host, rollout):
     assert status["healthy"] is True, status
     assert status["model"]["version"] == expected
     assert status["frames"] > 0
+    # The kit runs the operating point its release's own evaluation chose.
+    doc = json.loads(host.file(MODELS + "/current/eval.json").content_string)
+    chosen = doc["operating_point"]["thresholds"]["face"]
+    assert status["thresholds"] == {"face": {"score": chosen, "from": "bundle"} if chosen
+                                    else {"score": 0.5, "from": "default"}}, status
 
 
 def test_refusing_kit_rolled_back(host, rollout):

@@ -42,6 +42,8 @@ def test_detector_runs_the_third_bundle_and_reports_faces(host, versions):
     assert status["healthy"] is True, status
     assert status["model"]["version"] == versions[2]
     assert status["frames"] > 0
+    # The test bundles carry no evaluation: today's 0.5, said so.
+    assert status["thresholds"] == {"face": {"score": 0.5, "from": "default"}}, status
     # The test graphs' random weights put scores above 0.5 on every frame of the held-out images.
     assert status["faces_seen"] > 0, status
     journal = host.check_output("journalctl -u %s -o cat --no-pager", UNIT)

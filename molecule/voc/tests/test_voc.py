@@ -97,8 +97,26 @@ def test_kit_reports_the_class_names(host):
     assert host.service("facekit-detector").is_running
     journal = host.check_output("journalctl -u facekit-detector -o cat --no-pager")
     lines = [json.loads(line) for line in journal.splitlines() if line.startswith("{")]
-    seen = set(d["label"] for line in lines for d in line.get("faces", []))
+    assert lines and all(line["schema"] == 2 and line["faces"] == line["detections"]
+                         for line in lines)
+    seen = set(d["label"] for line in lines for d in line["detections"])
     assert seen and seen <= set(LABELS), seen
+
+
+def test_kit_runs_the_inventorys_thresholds_and_the_bundles_for_the_rest(host):
+    _only(host, "facekit-voc-kit1")
+    status = json.loads(host.check_output(
+        "python3 -c 'import urllib.request,sys; sys.stdout.write(urllib.request.urlopen("
+        "\"http://127.0.0.1:8301/status\", timeout=5).read().decode())'"))
+    doc = json.loads(host.file("/opt/facekit/models/current/eval.json").content_string)
+    triangle = doc["operating_point"]["thresholds"]["triangle"]
+    assert status["thresholds"] == {
+        "circle": {"score": 0.05, "from": "inventory"},
+        "square": {"score": 0.05, "from": "inventory"},
+        "triangle": ({"score": triangle, "from": "bundle"} if triangle is not None
+                     else {"score": 0.5, "from": "default"})}, status
+    unit = host.file("/etc/systemd/system/facekit-detector.service").content_string
+    assert "--threshold circle=0.05 --threshold square=0.05 --threshold-origin inventory" in unit
 
 
 def test_side_effect_refusals():
