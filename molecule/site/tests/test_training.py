@@ -171,6 +171,11 @@ def test_the_training_stage_evaluated_the_bundle_and_attached_the_report():
         "/var/lib/facekit/dataset/") for r in doc["records"])
     assert doc["mean_ap"] is not None and 0.0 <= doc["mean_ap"] <= 1.0
     assert doc["at_deploy_threshold"]["threshold"] == 0.5
+    point = doc["operating_point"]
+    assert point["rule"] == "max_f1" and point["floor"] == 0.02
+    face = point["classes"]["face"]
+    assert face["threshold"] is None or 0.02 <= face["threshold"] < 1.0, face
+    assert doc["at_operating_point"]["threshold"] == {"face": face["threshold"] or 0.5}
     with open(os.path.join(bundle, "report.html")) as handle:
         report = handle.read()
     assert 'src="pr.png"' in report and 'src="samples.png"' in report

@@ -91,13 +91,14 @@ def _cmd_eval_wider(args):
 
 
 def _cmd_eval_run(args):
-    from facekit.eval import run  # noqa: PLC0415
+    from facekit.eval import operating, run  # noqa: PLC0415
 
-    doc = run.evaluate_bundle(args.bundle, args.records, args.output,
-                              deploy_threshold=args.deploy_threshold,
-                              score_threshold=args.score_threshold,
-                              wider_ground_truth=args.wider_ground_truth, threads=args.threads)
-    kit = doc["at_deploy_threshold"]
+    doc = run.evaluate_bundle(
+        args.bundle, args.records, args.output, deploy_threshold=args.deploy_threshold,
+        rule=operating.MAX_F1 if args.min_precision is None else operating.MIN_PRECISION,
+        min_precision=args.min_precision, score_threshold=args.score_threshold,
+        wider_ground_truth=args.wider_ground_truth, threads=args.threads)
+    fixed, kit = doc["at_deploy_threshold"], doc["at_operating_point"]
 
     def figure(value):
         return "n/a" if value is None else "{:.4f}".format(value)
@@ -108,9 +109,18 @@ def _cmd_eval_run(args):
     print("AP@0.5 " + "  ".join("{} {}".format(label, figure(ap))
                                 for label, ap in sorted(doc["ap"].items())) +
           "  mean {}".format(figure(doc["mean_ap"])))
-    print("at score > {}: recall {}, precision {}, {} false positives per image".format(
-        kit["threshold"], figure(kit["recall"]), figure(kit["precision"]),
-        figure(kit["false_positives_per_image"])))
+    rule = doc["operating_point"]["rule"]
+    print("operating point ({}): {}".format(
+        "max F1" if rule == operating.MAX_F1 else "precision >= {:g}".format(args.min_precision),
+        ", ".join("{} score > {}".format(label, "{} (none: {})".format(
+            fixed["threshold"], point["reason"]) if point["threshold"] is None
+            else point["threshold"])
+            for label, point in sorted(doc["operating_point"]["classes"].items()))))
+    for words, view in (("at the operating point", kit),
+                        ("at score > {}".format(fixed["threshold"]), fixed)):
+        print("{}: recall {}, precision {}, {} false positives per image".format(
+            words, figure(view["recall"]), figure(view["precision"]),
+            figure(view["false_positives_per_image"])))
     if doc["wider"]:
         print("WIDER FACE easy {} medium {} hard {}".format(
             *(figure(doc["wider"][s]) for s in ("easy", "medium", "hard"))))
@@ -178,8 +188,10 @@ _RUN = command(
     "API's format, as `facekit dataset convert` writes them) the way the Vision Kit runs it: "
     "the whole image resized to the bundle's input size, normalised (x - 128) / 128, the "
     "output tensors decoded by the kit's own decoder (facekit.detector) at a low score "
-    "threshold. Writes into OUTPUT: eval.json (AP at IoU 0.5 per class and mean; recall, "
-    "precision, false positives per image and recall by face size at the deploy threshold; "
+    "threshold. Writes into OUTPUT: eval.json (AP at IoU 0.5 per class and mean; the "
+    "operating point per class, the score threshold the kits will run: where F1 is highest, "
+    "or the lowest reaching --min-precision; recall, precision, false positives per image "
+    "and recall by face size there and at --deploy-threshold; "
     "the bundle's version, the records' sha256s, images/s), pr.png (precision-recall "
     "curves), samples.png (true positives green, false positives red, missed faces blue), "
     "report.html (both pictures and the figures; reads offline) and, for WIDER FACE records, "
@@ -192,9 +204,13 @@ _RUN = command(
         "every file is run, in file name order", required=True),
     opt("--output", "DIR", "the folder to write into (created; files of an earlier run are "
                            "replaced)", required=True),
+    opt("--min-precision", "P",
+        "choose each class's operating point as the lowest score threshold whose precision "
+        "reaches P, in (0, 1] (default: where F1 is highest)", type=argtypes.precision),
     opt("--deploy-threshold", "SCORE",
-        "the kit's score threshold (vision_kit_score_threshold) for recall, precision, false "
-        "positives per image and the samples (default %(default)s)",
+        "a fixed score shown beside the operating point (recall, precision, false positives "
+        "per image), and the threshold of a class without one; the kits' threshold when a "
+        "bundle has no evaluation (default %(default)s)",
         type=argtypes.score, default=0.5),
     opt("--score-threshold", "SCORE",
         "the decoder's threshold for the AP's ranking: low, so the AP sees the whole "

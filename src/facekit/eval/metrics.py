@@ -26,13 +26,25 @@ def pixel_boxes(boxes, size):
     return np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * [height, width, height, width]
 
 
+def _above(result, min_score):
+    """Which detections of an ImageResult the kit keeps: a score above min_score, a number
+    or {class id: score} (a class it does not name takes the lowest)."""
+    if min_score is None:
+        return np.ones(len(result.scores), dtype=bool)
+    if not isinstance(min_score, dict):
+        return result.scores > min_score
+    lowest = min(min_score.values())
+    limits = np.array([min_score.get(int(c), lowest) for c in result.labels], dtype=np.float64)
+    return result.scores > limits
+
+
 def image_detections(results, min_score=None):
     """voc.ImageDetections in pixels of each ImageResult, detections with a score above
-    `min_score` only when it is given (the kit keeps a score above its threshold)."""
+    `min_score` only when it is given (the kit keeps a score above its threshold): one
+    number, or {class id: score}."""
     images = []
     for result in results:
-        keep = (np.ones(len(result.scores), dtype=bool) if min_score is None
-                else result.scores > min_score)
+        keep = _above(result, min_score)
         images.append(voc.ImageDetections(
             pixel_boxes(result.record.boxes, result.size), result.record.labels,
             pixel_boxes(result.boxes[keep], result.size), result.scores[keep],
@@ -61,7 +73,8 @@ def face_sizes(images):
 
 
 def at_threshold(results, classes, threshold):
-    """The kit's view at its deploy threshold: (figures dict, per-image matches)."""
+    """The kit's view at a threshold (a number, or {class id: score}): (figures dict,
+    per-image matches)."""
     images = image_detections(results, threshold)
     _, matches = voc.evaluate(images, classes)
     found = np.concatenate([m[0] for m in matches]) if matches else np.zeros(0, dtype=bool)

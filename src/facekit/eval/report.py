@@ -29,13 +29,14 @@ def _font():
     return ImageFont.load_default()
 
 
-def draw_pr(per_class, labels, deploy, path, size=(640, 480)):
-    """pr.png: precision (y) over recall (x) per class, each class's point at the deploy
-    threshold marked; `deploy` is {class id: (recall, precision)}."""
+def draw_pr(per_class, labels, marks, path, size=(640, 480)):
+    """pr.png: precision (y) over recall (x) per class, each class's points at the kit's
+    thresholds marked. `marks`: [(legend, {class id: (recall, precision)})], the first
+    drawn as a filled disc (the operating point), the others as rings (the fixed 0.5)."""
     from PIL import Image, ImageDraw  # noqa: PLC0415
 
     width, height = size
-    left, right, top, bottom = 60, 20, 20, 50
+    left, right, top, bottom = 60, 20, 20, 50 + 14 * max(len(marks) - 1, 0)
     image = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(image)
     font = _font()
@@ -53,7 +54,7 @@ def draw_pr(per_class, labels, deploy, path, size=(640, 480)):
         draw.text((x - 8, height - bottom + 6), "{:.1f}".format(value), fill="black", font=font)
         draw.text((left - 30, y - 6), "{:.1f}".format(value), fill="black", font=font)
     draw.rectangle([xy(0, 1), xy(1, 0)], outline="black")
-    draw.text((width // 2 - 20, height - 20), "recall", fill="black", font=font)
+    draw.text((width // 2 - 20, height - bottom + 20), "recall", fill="black", font=font)
     draw.text((4, top - 16 if top > 16 else 2), "precision", fill="black", font=font)
     for number, (cls, result) in enumerate(sorted(per_class.items())):
         colour = CURVE_COLOURS[number % len(CURVE_COLOURS)]
@@ -68,21 +69,32 @@ def draw_pr(per_class, labels, deploy, path, size=(640, 480)):
                 points.append((x, y))
             draw.line(points, fill=colour, width=2)
         ap = "n/a" if not result.objects else "{:.3f}".format(result.ap)
-        draw.text((left + 8, height - bottom - 34 - 14 * number),
-                  "{} AP@0.5 {}".format(labels[cls - 1], ap), fill=colour, font=font)
-        point = deploy.get(cls)
-        if point and point[0] is not None and point[1] is not None:
+        texts = []
+        for mark_number, (legend, found) in enumerate(marks):
+            point = found.get(cls)
+            if not (point and point[0] is not None and point[1] is not None):
+                continue
             x, y = xy(*point)
-            draw.ellipse([x - 4, y - 4, x + 4, y + 4], outline=colour, width=2)
-    draw.text((left + 8, height - bottom - 18), "o: the deploy threshold", fill="black",
-              font=font)
+            box = [x - 4, y - 4, x + 4, y + 4]
+            if mark_number == 0:
+                draw.ellipse(box, fill=colour, outline="black")
+            else:
+                draw.ellipse(box, outline=colour, width=2)
+            texts.append("{}: R {:.3f} P {:.3f}".format(legend, *point))
+        draw.text((left + 8, height - bottom - 34 - 14 * number),
+                  "  |  ".join(["{} AP@0.5 {}".format(labels[cls - 1], ap)] + texts), fill=colour,
+                  font=font)
+    for mark_number, (legend, _) in enumerate(marks):
+        draw.text((left + 8, height - 18 - 14 * (len(marks) - 1 - mark_number)),
+                  "{}: {}".format("filled disc" if mark_number == 0 else "ring", legend),
+                  fill="black", font=font)
     with files.atomic_open(path, "wb") as fh:
         image.save(fh, "PNG")
 
 
 def pick_samples(matches, count=SAMPLES):
     """Indexes of the images to show: those with the most errors (false positives plus
-    missed faces) at the deploy threshold, then those with the most faces found."""
+    missed faces) at the kit's thresholds, then those with the most faces found."""
     ranked = sorted(range(len(matches)), key=lambda i: (
         -(int((~matches[i][1]).sum()) + int((~matches[i][0]).sum())),
         -int(matches[i][0].sum()), i))
@@ -151,25 +163,45 @@ def _figure(value, digits=4):
     return html.escape(str(value))
 
 
+def _point_rows(doc):
+    """The report's rows of the kit's view: the operating point beside the fixed score."""
+    fixed = doc["at_deploy_threshold"]
+    section = doc.get("operating_point") or {}
+    chosen = doc.get("at_operating_point")
+    views = [("at score > {}".format(fixed["threshold"]), fixed)]
+    rows = []
+    if chosen:
+        rule = section.get("rule")
+        rule = ("max F1" if rule == "max_f1" else
+                "precision >= {}".format(section.get("min_precision")))
+        for label, point in sorted((section.get("classes") or {}).items()):
+            rows.append(("operating point ({}): {}".format(rule, label),
+                         "score > {}".format(point["threshold"]) if point["threshold"]
+                         is not None else "none: {}; the kit uses {}".format(
+                             point["reason"], fixed["threshold"])))
+        views.insert(0, ("at the operating point", chosen))
+    for words, view in views:
+        rows += [("recall " + words, view["recall"]), ("precision " + words, view["precision"]),
+                 ("false positives per image " + words, view["false_positives_per_image"])]
+    kit = views[0][1]
+    for name, _, _ in metrics.SIZE_BOUNDS:
+        entry = kit["recall_by_size"][name]
+        bounds = ("{:g} px and larger".format(entry["min_px"]) if entry["max_px"] is None
+                  else "{:g} to under {:g} px".format(entry["min_px"], entry["max_px"]))
+        rows.append(("recall {}, {} faces ({}, {} faces)".format(views[0][0], name, bounds,
+                                                               entry["faces"]),
+                     entry["recall"]))
+    return rows
+
+
 def write_html(doc, path):
     """report.html of an eval.json document `doc`, pictures beside it by relative name."""
-    kit = doc["at_deploy_threshold"]
     rows = [("bundle", "{} {}".format(doc["bundle"]["name"], doc["bundle"]["version"])),
             ("images", doc["images"]), ("mean AP at IoU 0.5", doc["mean_ap"])]
     rows += [("AP at IoU 0.5: " + label, ap) for label, ap in sorted(doc["ap"].items())]
     if doc.get("wider"):
         rows += [("WIDER FACE " + s, doc["wider"][s]) for s in ("easy", "medium", "hard")]
-    rows += [("recall at score > {}".format(kit["threshold"]), kit["recall"]),
-             ("precision at score > {}".format(kit["threshold"]), kit["precision"]),
-             ("false positives per image", kit["false_positives_per_image"])]
-    for name, _, _ in metrics.SIZE_BOUNDS:
-        entry = kit["recall_by_size"][name]
-        bounds = ("{:g} px and larger".format(entry["min_px"]) if entry["max_px"] is None
-                  else "{:g} to under {:g} px".format(entry["min_px"], entry["max_px"]))
-        rows.append(("recall, {} faces ({}, {} faces)".format(name, bounds, entry["faces"]),
-                     entry["recall"]))
-    rows.append(("images per second (read, decode, graph, kit's decoder)",
-                 _figure(doc["images_per_second"], 1)))
+    rows += _point_rows(doc)
     table = "\n".join("<tr><th>{}</th><td>{}</td></tr>".format(html.escape(name), _figure(value))
                       for name, value in rows)
     records = "\n".join("<li><code>{}</code> sha256 {}</li>".format(
@@ -184,11 +216,12 @@ td{{font-family:monospace}} img{{max-width:100%;border:1px solid #ccc}}</style><
 {table}
 </table>
 <h2>Precision and recall</h2>
-<p>Every detection the kit's decoder gives above {low} (so the ranking is whole); the circle
-marks the kit's deploy threshold.</p>
+<p>Every detection the kit's decoder gives above {low} (so the ranking is whole); the
+disc marks the operating point the kits run (eval.json's operating_point, carried with the
+bundle), the ring the fixed score {fixed} for comparison.</p>
 <img src="pr.png" alt="precision-recall curve">
 <h2>Samples</h2>
-<p>Green: true positive, red: false positive, blue: missed face, at the deploy threshold;
+<p>Green: true positive, red: false positive, blue: missed face, at the operating point;
 the images with the most errors.</p>
 <img src="samples.png" alt="contact sheet of sample images">
 <h2>Records</h2>
@@ -197,6 +230,7 @@ the images with the most errors.</p>
 </ul>
 </body></html>
 """.format(title=html.escape("{} {}".format(doc["bundle"]["name"], doc["bundle"]["version"])),
-           table=table, low=doc["score_threshold"], records=records)
+           table=table, low=doc["score_threshold"], records=records,
+           fixed=doc["at_deploy_threshold"]["threshold"])
     with files.atomic_open(path, "w", encoding="utf-8") as fh:
         fh.write(page)

@@ -2,8 +2,10 @@
 
 Writes into the output folder:
 - eval.json: AP at IoU 0.5 per class and the mean (facekit.eval.voc over every detection
-  above the low export threshold), the kit's view at its deploy threshold (recall,
-  precision, false positives per image, recall by face size; facekit.eval.metrics), the
+  above the low export threshold), the operating point per class the kits will run
+  (facekit.eval.operating: max F1, or the lowest threshold reaching --min-precision), the
+  kit's view there and at the fixed --deploy-threshold side by side (recall, precision,
+  false positives per image, recall by face size; facekit.eval.metrics), the
   bundle's name and version, each record file's sha256, the speed (images/s), and, for
   WIDER FACE records scored against the evaluation tools' ground truth, the easy, medium
   and hard APs;
@@ -24,7 +26,7 @@ import numpy as np
 from facekit import files
 from facekit.bonnet import models
 from facekit.detector import decode
-from facekit.eval import metrics, records, report, runner
+from facekit.eval import metrics, operating, records, report, runner
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +99,8 @@ def _samples(tf, paths, results, checked, count):
 
 
 def evaluate_bundle(bundle_dir, pattern, output_dir, *,  # noqa: PLR0914 - one run, its figures
-                    deploy_threshold=DEPLOY_THRESHOLD,
+                    deploy_threshold=DEPLOY_THRESHOLD, rule=operating.MAX_F1,
+                    min_precision=None,
                     score_threshold=runner.SCORE_THRESHOLD, wider_ground_truth=None,
                     samples=report.SAMPLES, threads=2):
     """Run, measure and write everything (see the module docstring); returns the eval.json
@@ -124,7 +127,16 @@ def evaluate_bundle(bundle_dir, pattern, output_dir, *,  # noqa: PLR0914 - one r
                     "%d: %s): those boxes count for no class", unknown, kit_model.path,
                     len(labels), ", ".join(labels))
     doc, per_class = metrics.ap_figures(results, labels)
-    kit, (images, matches) = metrics.at_threshold(results, classes, deploy_threshold)
+    points = operating.operating_points(per_class, labels, rule=rule,
+                                        min_precision=min_precision, floor=score_threshold)
+    for label, point in sorted(points["classes"].items()):
+        if point["threshold"] is None:
+            log.warning("class %s has no operating point (%s): the kits use %g for it",
+                        label, point["reason"], deploy_threshold)
+    fixed, (images, matches) = metrics.at_threshold(results, classes, deploy_threshold)
+    thresholds = operating.class_thresholds(points, labels, deploy_threshold)
+    kit, (point_images, point_matches) = metrics.at_threshold(results, classes, thresholds)
+    kit["threshold"] = {labels[c - 1]: t for c, t in sorted(thresholds.items())}
     os.makedirs(output_dir, exist_ok=True)
     doc.update({
         "bundle": {"path": os.path.abspath(kit_model.path), "name": kit_model.name,
@@ -137,7 +149,9 @@ def evaluate_bundle(bundle_dir, pattern, output_dir, *,  # noqa: PLR0914 - one r
         "iou_threshold": 0.5,
         "nms_iou": decode.IOU_THRESHOLD,
         "max_detections": decode.MAX_DETECTIONS,
-        "at_deploy_threshold": kit,
+        "operating_point": points,
+        "at_operating_point": kit,
+        "at_deploy_threshold": fixed,
         "seconds": round(seconds, 3),
         "images_per_second": round(len(results) / seconds, 2) if seconds > 0 else None,
         "wider": None,
@@ -157,9 +171,12 @@ def evaluate_bundle(bundle_dir, pattern, output_dir, *,  # noqa: PLR0914 - one r
         log.warning("--wider-ground-truth ignored: the records' image/filename values are not "
                     "WIDER FACE paths (<n>--<Event>/<image>.jpg), e.g. %r",
                     next(r.record.filename for r in results if not wider_name(r.record.filename)))
-    report.draw_pr(per_class, labels, metrics.class_points(images, matches, classes),
-                   os.path.join(output_dir, PR_PNG))
-    report.draw_samples(_samples(tf, paths, results, (images, matches), samples),
+    report.draw_pr(per_class, labels, [
+        ("operating point", metrics.class_points(point_images, point_matches, classes)),
+        ("score > {:g}".format(deploy_threshold), metrics.class_points(images, matches,
+                                                                        classes))],
+        os.path.join(output_dir, PR_PNG))
+    report.draw_samples(_samples(tf, paths, results, (point_images, point_matches), samples),
                         os.path.join(output_dir, SAMPLES_PNG))
     report.write_html(doc, os.path.join(output_dir, REPORT_HTML))
     files.write_json(os.path.join(output_dir, EVAL_JSON), doc, indent=1)

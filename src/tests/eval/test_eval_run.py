@@ -27,7 +27,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 AIY_ANCHORS = os.path.join(os.path.dirname(HERE), "data", "aiy_anchors_256.txt")
 DOCUMENTED_KEYS = {"ap", "mean_ap", "objects", "detections", "curves", "bundle", "records",
                    "images", "input_size", "batch", "score_threshold", "iou_threshold",
-                   "nms_iou", "max_detections", "at_deploy_threshold", "seconds",
+                   "nms_iou", "max_detections", "operating_point", "at_operating_point",
+                   "at_deploy_threshold", "seconds",
                    "images_per_second", "wider", "files"}
 KIT_KEYS = {"threshold", "recall", "precision", "true_positives", "false_positives", "missed",
             "false_positives_per_image", "recall_by_size"}
@@ -115,6 +116,35 @@ def test_writes_every_file_and_the_documented_keys(lab, wider_run):
     faces = sum(doc["objects"].values())
     assert kit["true_positives"] + kit["missed"] == faces
     assert sum(s["faces"] for s in kit["recall_by_size"].values()) == faces
+
+
+def test_the_operating_point_is_chosen_on_the_records_and_shown(wider_run):
+    out, doc = wider_run
+    point = doc["operating_point"]
+    assert point["rule"] == "max_f1" and point["min_precision"] is None
+    assert point["floor"] == doc["score_threshold"]
+    face = point["classes"]["face"]
+    kit = doc["at_operating_point"]
+    assert set(kit) == KIT_KEYS
+    if face["threshold"] is None:
+        assert face["reason"] and kit["threshold"] == {"face": 0.5}
+        return
+    assert point["thresholds"] == {"face": face["threshold"]}
+    assert kit["threshold"] == {"face": face["threshold"]}
+    # The kit's figures at that threshold are the ones the choice was made on.
+    assert kit["true_positives"] == face["true_positives"]
+    assert kit["true_positives"] + kit["false_positives"] == face["detections"]
+    assert kit["recall"] == pytest.approx(face["recall"])
+    # Nothing the fixed 0.5 finds beats max F1.
+    fixed = doc["at_deploy_threshold"]
+    f1 = 2.0 * fixed["true_positives"] / (fixed["true_positives"] + fixed["false_positives"]
+                                          + sum(doc["objects"].values()))
+    assert face["f1"] >= f1 - 1e-12
+    with open(os.path.join(out, "report.html"), encoding="utf-8") as fh:
+        page = fh.read()
+    assert "operating point (max F1): face" in page
+    assert "score &gt; {}".format(face["threshold"]) in page
+    assert "recall at score &gt; 0.5" in page
 
 
 def test_wider_predictions_score_as_eval_wider_scores_them(wider_run, synthetic_gt_dir,
