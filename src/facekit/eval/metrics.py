@@ -1,7 +1,8 @@
 """The figures of `facekit eval run`: AP at IoU 0.5 per class and their mean (facekit.eval.voc)
 over every detection the decoder gives at the low export threshold, and what the kit
-would report at its deploy threshold: recall, precision, false positives per image and
-recall by face size.
+would report at a threshold (one number, or one per class): recall, precision, false
+positives per image and recall by face size. VOC's difficult boxes count as neither found
+nor missed and their detections as neither right nor wrong (facekit.eval.voc), as in AP.
 
 Face size is the square root of the ground-truth box's area in the original image's
 pixels (COCO's bounds): small below 32, medium 32 to below 96, large 96 and above. At the
@@ -48,7 +49,7 @@ def image_detections(results, min_score=None):
         images.append(voc.ImageDetections(
             pixel_boxes(result.record.boxes, result.size), result.record.labels,
             pixel_boxes(result.boxes[keep], result.size), result.scores[keep],
-            result.labels[keep]))
+            result.labels[keep], result.record.difficult))
     return images
 
 
@@ -65,7 +66,7 @@ def _sampled(values, count=CURVE_POINTS):
 
 def face_sizes(images):
     """sqrt(area) in pixels of every ground-truth box, image by image, concatenated."""
-    boxes = [img.gt_boxes for img in images]
+    boxes = [np.asarray(img.gt_boxes, dtype=np.float64).reshape(-1, 4) for img in images]
     allboxes = np.concatenate(boxes) if boxes else np.zeros((0, 4))
     area = np.maximum(allboxes[:, 2] - allboxes[:, 0], 0) * np.maximum(
         allboxes[:, 3] - allboxes[:, 1], 0)
@@ -77,9 +78,17 @@ def at_threshold(results, classes, threshold):
     per-image matches)."""
     images = image_detections(results, threshold)
     _, matches = voc.evaluate(images, classes)
-    found = np.concatenate([m[0] for m in matches]) if matches else np.zeros(0, dtype=bool)
-    hits = np.concatenate([m[1] for m in matches]) if matches else np.zeros(0, dtype=bool)
-    sizes = face_sizes(images)
+
+    def joined(field):
+        return (np.concatenate([getattr(m, field) for m in matches]) if matches
+                else np.zeros(0, dtype=bool))
+
+    # VOC's difficult boxes are neither to find nor to miss; a detection of one is neither
+    # right nor wrong.
+    difficult, ignored = joined("gt_difficult"), joined("det_ignored")
+    found = joined("gt_found")[~difficult]
+    hits = joined("det_true_positive")[~ignored]
+    sizes = face_sizes(images)[~difficult]
     by_size = {}
     for name, low, high in SIZE_BOUNDS:
         inside = (sizes >= low) & (sizes < high)
@@ -95,6 +104,8 @@ def at_threshold(results, classes, threshold):
         "false_positives": false_positives,
         "missed": int(len(found) - found.sum()),
         "false_positives_per_image": _ratio(false_positives, len(results)),
+        "difficult": int(difficult.sum()),
+        "ignored": int(ignored.sum()),
         "recall_by_size": by_size,
     }
     return figures, (images, matches)
@@ -106,10 +117,13 @@ def class_points(images, matches, classes):
     sits on each class's precision-recall curve."""
     points = {}
     for c in classes:
-        rows = [(img.gt_labels == c, img.det_labels == c, m) for img, m in zip(images, matches)]
-        found = sum(int(m[0][g].sum()) for g, _, m in rows)
+        # Difficult boxes and the detections of them left out, as at_threshold does.
+        rows = [((np.asarray(img.gt_labels) == c) & ~m.gt_difficult,
+                 (np.asarray(img.det_labels) == c) & ~m.det_ignored, m)
+                for img, m in zip(images, matches)]
+        found = sum(int(m.gt_found[g].sum()) for g, _, m in rows)
         objects = sum(int(g.sum()) for g, _, _ in rows)
-        hits = sum(int(m[1][d].sum()) for _, d, m in rows)
+        hits = sum(int(m.det_true_positive[d].sum()) for _, d, m in rows)
         detections = sum(int(d.sum()) for _, d, _ in rows)
         points[c] = (_ratio(found, objects), _ratio(hits, detections))
     return points

@@ -1,7 +1,7 @@
 """Reading the images and boxes of TFRecord files in the Object Detection API's format
 (what facekit.dataset.tfrecord writes): image/encoded, image/filename, image/width and
-image/height, image/object/bbox/{ymin,xmin,ymax,xmax} (normalised) and
-image/object/class/label.
+image/height, image/object/bbox/{ymin,xmin,ymax,xmax} (normalised),
+image/object/class/label and, when present, image/object/difficult (VOC's flag).
 
 TensorFlow reads the files (its reader checks each record's CRC) and parses the
 tf.train.Example protos; it is imported by the caller and passed in. Works with
@@ -21,9 +21,10 @@ from facekit.eval.errors import EvalError
 # index: the image's number over all files (0-based); path: its file; number: its record
 # in the file (0-based); filename: image/filename; encoded: the image bytes; width,
 # height: pixels as the record says; boxes: (n, 4) float64 (ymin, xmin, ymax, xmax)
-# normalised; labels: (n,) int64 class ids (1-based).
+# normalised; labels: (n,) int64 class ids (1-based); difficult: (n,) bool, VOC's
+# difficult flag (all False when the record has none).
 Record = collections.namedtuple(
-    "Record", "index path number filename encoded width height boxes labels")
+    "Record", "index path number filename encoded width height boxes labels difficult")
 
 
 class RecordError(EvalError):
@@ -94,8 +95,16 @@ def parse_example(tf, raw, path, number, index):
                           "(ymin, xmin, ymax, xmax, label: {}): rewrite the records".format(
                               where, filename, ", ".join(str(len(c)) for c in coords + [labels])))
     boxes = np.array(coords, dtype=np.float64).T.reshape(-1, 4)
+    difficult = np.zeros(len(boxes), dtype=bool)
+    if "image/object/difficult" in feature:
+        flags = _values(feature["image/object/difficult"], "int64_list")
+        if flags and len(flags) != len(boxes):
+            raise RecordError("{} ({}): {} boxes but {} image/object/difficult flags: rewrite "
+                              "the records".format(where, filename, len(boxes), len(flags)))
+        if flags:
+            difficult = np.asarray(flags, dtype=np.int64) != 0
     return Record(index, path, number, filename, encoded, size[0], size[1], boxes,
-                  np.asarray(labels, dtype=np.int64).reshape(-1))
+                  np.asarray(labels, dtype=np.int64).reshape(-1), difficult)
 
 
 def read_records(tf, paths):

@@ -17,6 +17,7 @@ from facekit.eval import metrics
 TRUE_POSITIVE = (0, 170, 0)
 FALSE_POSITIVE = (220, 0, 0)
 MISSED = (0, 90, 255)
+DIFFICULT = (150, 150, 150)
 CURVE_COLOURS = ((0, 90, 200), (220, 120, 0), (0, 150, 60), (160, 0, 160), (90, 90, 90))
 THUMB = 320
 COLUMNS = 3
@@ -95,9 +96,12 @@ def draw_pr(per_class, labels, marks, path, size=(640, 480)):
 def pick_samples(matches, count=SAMPLES):
     """Indexes of the images to show: those with the most errors (false positives plus
     missed faces) at the kit's thresholds, then those with the most faces found."""
+    def errors(m):
+        return (int((~m.det_true_positive & ~m.det_ignored).sum())
+                + int((~m.gt_found & ~m.gt_difficult).sum()))
+
     ranked = sorted(range(len(matches)), key=lambda i: (
-        -(int((~matches[i][1]).sum()) + int((~matches[i][0]).sum())),
-        -int(matches[i][0].sum()), i))
+        -errors(matches[i]), -int(matches[i].gt_found.sum()), i))
     return sorted(ranked[:count])
 
 
@@ -114,7 +118,7 @@ def _thumbnail(encoded):
 
 def draw_samples(samples, path):
     """samples.png from [(encoded image bytes, title, voc.ImageDetections in pixels of the
-    original image, (gt_found, det_true_positive))]."""
+    original image, voc.ImageMatch)]; VOC's difficult boxes and their detections in grey."""
     from PIL import Image, ImageDraw  # noqa: PLC0415
 
     font = _font()
@@ -125,15 +129,19 @@ def draw_samples(samples, path):
                for i in range(0, max(len(thumbs), 1), COLUMNS)]
     sheet = Image.new("RGB", (COLUMNS * cell, sum(heights) + 28), "white")
     draw = ImageDraw.Draw(sheet)
-    for number, ((_, title, image, (found, hits)), (thumb, (width, height))) in enumerate(
+    for number, ((_, title, image, matched), (thumb, (width, height))) in enumerate(
             zip(samples, thumbs)):
         scale = np.array([thumb.height / float(height), thumb.width / float(width)] * 2)
         tdraw = ImageDraw.Draw(thumb)
-        for box, ok in zip(image.gt_boxes, found):
-            if not ok:
+        for box, ok, difficult in zip(image.gt_boxes, matched.gt_found, matched.gt_difficult):
+            if difficult:
+                _box(tdraw, box * scale, DIFFICULT)
+            elif not ok:
                 _box(tdraw, box * scale, MISSED)
-        for box, ok in zip(image.det_boxes, hits):
-            _box(tdraw, box * scale, TRUE_POSITIVE if ok else FALSE_POSITIVE)
+        for box, ok, ignored in zip(image.det_boxes, matched.det_true_positive,
+                                    matched.det_ignored):
+            _box(tdraw, box * scale, DIFFICULT if ignored
+                 else TRUE_POSITIVE if ok else FALSE_POSITIVE)
         x = (number % COLUMNS) * cell + 4
         y = sum(heights[:number // COLUMNS]) + 4
         sheet.paste(thumb, (x, y))
@@ -141,7 +149,8 @@ def draw_samples(samples, path):
     legend_y = sheet.height - 18
     for number, (name, colour) in enumerate((("true positive", TRUE_POSITIVE),
                                              ("false positive", FALSE_POSITIVE),
-                                             ("missed face", MISSED))):
+                                             ("missed face", MISSED),
+                                             ("difficult (not scored)", DIFFICULT))):
         x = 8 + number * 150
         draw.rectangle([x, legend_y, x + 12, legend_y + 12], outline=colour, width=3)
         draw.text((x + 18, legend_y), name, fill="black", font=font)

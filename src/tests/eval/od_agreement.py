@@ -4,7 +4,8 @@ file argv[1], by facekit.eval.voc and by the Object Detection API's own
 PascalDetectionEvaluator; prints both as one JSON object.
 
 The file: {"classes": [{"id", "name"}], "images": [{"gt_boxes", "gt_labels", "det_boxes",
-"det_scores", "det_labels"}]}, boxes as normalised (ymin, xmin, ymax, xmax).
+"det_scores", "det_labels", and optionally "gt_difficult"}]}, boxes as normalised (ymin,
+xmin, ymax, xmax); difficult boxes go to the API as groundtruth_difficult.
 """
 
 import json
@@ -33,7 +34,8 @@ def main(path):
     classes = doc["classes"]
     images = [voc.ImageDetections(np.array(i["gt_boxes"]).reshape(-1, 4), i["gt_labels"],
                                   np.array(i["det_boxes"]).reshape(-1, 4), i["det_scores"],
-                                  i["det_labels"]) for i in doc["images"]]
+                                  i["det_labels"], i.get("gt_difficult"))
+              for i in doc["images"]]
     results, _ = voc.evaluate(images, [c["id"] for c in classes])
     ours = {c["name"]: results[c["id"]].ap for c in classes}
     ours["mean"] = voc.mean_ap(results)
@@ -45,9 +47,12 @@ def main(path):
     evaluator = object_detection_evaluation.PascalDetectionEvaluator(classes)
     inputs, outputs = fields.InputDataFields, fields.DetectionResultFields
     for number, image in enumerate(images):
-        evaluator.add_single_ground_truth_image_info(number, {
+        truth = {
             inputs.groundtruth_boxes: np.asarray(image.gt_boxes, np.float32).reshape(-1, 4),
-            inputs.groundtruth_classes: np.asarray(image.gt_labels, np.int32).reshape(-1)})
+            inputs.groundtruth_classes: np.asarray(image.gt_labels, np.int32).reshape(-1)}
+        if image.gt_difficult is not None:
+            truth[inputs.groundtruth_difficult] = np.asarray(image.gt_difficult, bool)
+        evaluator.add_single_ground_truth_image_info(number, truth)
         evaluator.add_single_detected_image_info(number, {
             outputs.detection_boxes: np.asarray(image.det_boxes, np.float32).reshape(-1, 4),
             outputs.detection_scores: np.asarray(image.det_scores, np.float32).reshape(-1),

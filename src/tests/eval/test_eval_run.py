@@ -31,7 +31,7 @@ DOCUMENTED_KEYS = {"ap", "mean_ap", "objects", "detections", "curves", "bundle",
                    "at_deploy_threshold", "seconds",
                    "images_per_second", "wider", "files"}
 KIT_KEYS = {"threshold", "recall", "precision", "true_positives", "false_positives", "missed",
-            "false_positives_per_image", "recall_by_size"}
+            "false_positives_per_image", "difficult", "ignored", "recall_by_size"}
 
 
 def _picture(seed, width, height, fmt):

@@ -101,3 +101,55 @@ def test_matches_the_plain_loop_reference(seed):
     for cls in (1, 2):
         expected = voc_plain.class_ap(plain, cls)
         assert results[cls].ap == pytest.approx(expected, abs=1e-12)
+
+
+# ---- VOC's difficult boxes: neither found nor missed, their detections neither right nor wrong
+
+def hard_image(gts, dets):
+    """image() with a difficult flag per box: gts as [(box, label, difficult)]."""
+    return voc.ImageDetections(
+        [b for b, _, _ in gts], [c for _, c, _ in gts],
+        [b for b, _, _ in dets], [s for _, s, _ in dets], [c for _, _, c in dets],
+        [d for _, _, d in gts])
+
+
+def test_detections_of_a_difficult_box_are_ignored_even_the_second():
+    gts = [([0, 0, 10, 10], 1, False), ([20, 20, 30, 30], 1, True)]
+    dets = [([20, 20, 30, 30], 0.95, 1), ([20, 20, 30, 31], 0.9, 1), ([0, 0, 10, 10], 0.8, 1)]
+    results, matches = voc.evaluate([hard_image(gts, dets)], [1])
+    # Only the normal box counts: one object, one ranked detection, a hit.
+    assert results[1].objects == 1
+    assert results[1].scores.tolist() == [0.8] and results[1].ap == 1.0
+    assert matches[0].det_ignored.tolist() == [True, True, False]
+    assert matches[0].det_true_positive.tolist() == [False, False, True]
+    assert matches[0].gt_difficult.tolist() == [False, True]
+
+
+def test_a_missed_difficult_box_costs_nothing():
+    gts = [([0, 0, 10, 10], 1, False), ([20, 20, 30, 30], 1, True)]
+    results, matches = voc.evaluate([hard_image(gts, [([0, 0, 10, 10], 0.9, 1)])], [1])
+    assert results[1].objects == 1 and results[1].recall.tolist() == [1.0]
+    assert matches[0].gt_found.tolist() == [True, False]
+
+
+def test_best_overlap_with_a_difficult_box_ignores_it_despite_a_normal_one():
+    # The detection overlaps the normal box at IoU 0.6 but the difficult one more: the API
+    # picks the best box over all of them, so the detection is ignored, not a hit.
+    gts = [([0, 0, 10, 10], 1, False), ([0, 2, 10, 12], 1, True)]
+    dets = [([0, 2, 10, 12], 0.9, 1)]
+    results, matches = voc.evaluate([hard_image(gts, dets)], [1])
+    assert matches[0].det_ignored.tolist() == [True]
+    assert results[1].objects == 1 and len(results[1].scores) == 0 and results[1].ap == 0.0
+
+
+def test_ap_with_difficult_boxes_counts_only_the_others():
+    # Ranked without the ignored one: TP 0.9, FP 0.7, TP 0.6 over 2 objects.
+    gts = [([0, 0, 10, 10], 1, False), ([20, 20, 30, 30], 1, False), ([40, 40, 50, 50], 1, True)]
+    dets = [([0, 0, 10, 10], 0.9, 1), ([40, 40, 50, 50], 0.8, 1), ([60, 60, 70, 70], 0.7, 1),
+            ([20, 20, 30, 30], 0.6, 1)]
+    results, _ = voc.evaluate([hard_image(gts, dets)], [1])
+    assert results[1].precision.tolist() == pytest.approx([1.0, 0.5, 2.0 / 3.0])
+    assert results[1].ap == pytest.approx(0.5 * 1.0 + 0.5 * 2.0 / 3.0)
+    # Without the flag the 0.8 detection is a hit and the box an object.
+    gts[2] = ([40, 40, 50, 50], 1, False)
+    assert voc.evaluate([hard_image(gts, dets)], [1])[0][1].objects == 3
