@@ -217,7 +217,8 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Run the face detector of a deployed model release on the Vision Bonnet: "
-                    "one JSON line per frame with faces on stdout, logs on stderr, status on "
+                    "one JSON line per frame with detections on stdout (schema 2), logs on "
+                    "stderr, status on "
                     "http://HOST:PORT/status and /healthz.",
         epilog="Exit status: 0 stopped (SIGTERM/SIGINT, --frames); 1 unexpected failure, "
                "the status port taken or no usable AIY library; "
@@ -249,7 +250,7 @@ def build_parser():
         opt("--iou", "IOU", "non-maximum suppression drops a box overlapping a better one by "
                             "more than this intersection over union (default %(default)s)",
             type=argtypes.fraction, default=decode.IOU_THRESHOLD),
-        opt("--max-detections", "N", "at most N faces a frame (default %(default)s)",
+        opt("--max-detections", "N", "at most N detections a frame (default %(default)s)",
             type=argtypes.positive, default=decode.MAX_DETECTIONS),
         opt("--input-size", "S", "the model's input side in pixels (default: the manifest's "
                                  "extra.input_size, else {})".format(DEFAULT_INPUT_SIZE),

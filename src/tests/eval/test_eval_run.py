@@ -288,3 +288,21 @@ def test_runs_on_the_training_hosts_stack(lab, tmp_path):
     assert sorted(os.listdir(str(out))) == ["eval.json", "pr.png", "predictions", "report.html",
                                            "samples.png"]
     assert doc["detections"] > 0 and 0.0 <= doc["mean_ap"] <= 1.0
+
+
+def test_min_precision_chooses_the_lowest_threshold_reaching_it(lab, tmp_path, capsys):
+    out = str(tmp_path / "strict")
+    code = cli.main(["eval", "run", lab.bundle, "--records", str(lab.root / "val.record-*"),
+                     "--output", out, "--min-precision", "0.99"])
+    assert code == 0
+    with open(os.path.join(out, "eval.json"), encoding="utf-8") as fh:
+        doc = json.load(fh)
+    point = doc["operating_point"]
+    assert point["rule"] == "min_precision" and point["min_precision"] == 0.99
+    face = point["classes"]["face"]
+    # The random-weight lab graph never reaches 0.99: no point, the sentence says why, and the
+    # kit's view falls back to the fixed score.
+    assert face["threshold"] is None and "never reaches 0.99" in face["reason"]
+    assert doc["at_operating_point"]["threshold"] == {"face": 0.5}
+    assert "operating point (precision >= 0.99): face score > 0.5 (none: precision never " \
+        "reaches 0.99" in capsys.readouterr().out
