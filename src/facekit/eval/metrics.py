@@ -34,6 +34,8 @@ def _above(result, min_score):
         return np.ones(len(result.scores), dtype=bool)
     if not isinstance(min_score, dict):
         return result.scores > min_score
+    if not min_score:
+        raise ValueError("a score threshold per class needs at least one class's score")
     lowest = min(min_score.values())
     limits = np.array([min_score.get(int(c), lowest) for c in result.labels], dtype=np.float64)
     return result.scores > limits
