@@ -21,7 +21,7 @@ PY35_CODE = $(shell python3 tools/check_imports.py --kit-files)
 
 help:
 	@echo "make lab        run site.yml on the local container lab: training host + 2 kits (LAB_KITS=N, LAB_DATASET=voc, LAB_TENSORFLOW=mkl|stock, LAB_TRAIN_STEPS=N,"
-	@echo "                LAB_SOURCES=real) and print a summary"
+	@echo "                LAB_MIN_PRECISION=P|f1, LAB_SOURCES=real) and print a summary"
 	@echo "make test       install everything, lint, run pytest and every Molecule scenario, side by side where"
 	@echo "                they can (tools/suite.py), and end with a table of each part's result and seconds"
 	@echo "make check      the inner loop: lint and pytest, no containers (same table)"
