@@ -24,6 +24,8 @@ point at the stand-ins (JSON, which is also YAML: usable with `ansible-playbook 
     standins.py serve --dir DIR [--port PORT]            # foreground, Ctrl-C stops
     standins.py serve --dir DIR --background              # idempotent: starts once
     standins.py serve --dir DIR --background --target py36   # Python 3.6 + TF 1.7.1 host
+    standins.py serve --dir DIR --background --defer-mkl  # without the mkl wheels, then
+    standins.py mkl --dir DIR                             # add them to the running server
     standins.py stop --dir DIR
 
 Builds are deterministic (fixed git dates, fixed zip timestamps), so the pinned commit and
@@ -160,8 +162,8 @@ def build_protoc_zip(www, cache, version):
     return name, file_sha256(dest), protoc
 
 
-def _link_wheelhouse(www, cached):
-    link = os.path.join(www, "wheels")
+def _link_wheelhouse(www, name, cached):
+    link = os.path.join(www, name)
     if os.path.islink(link) or os.path.exists(link):
         os.remove(link) if os.path.islink(link) else shutil.rmtree(link)
     os.symlink(cached, link)
@@ -199,7 +201,7 @@ def build_wheelhouse(www, cache, packages, python_version, glibc):
         )
         with open(os.path.join(cached, ".complete"), "w") as handle:
             handle.write("\n".join(sorted(packages)) + "\n")
-    return _link_wheelhouse(www, cached)
+    return _link_wheelhouse(www, "wheels", cached)
 
 
 def _interpreter_version(python):
@@ -237,9 +239,65 @@ def mkl_lists(build_packages, packages, mkl_packages, mkl_pip):
     return build, [pin for pin in packages if dist_name(pin) not in replaced] + list(mkl_packages)
 
 
-def build_wheelhouse_native(www, cache, python, build_packages, packages, *, mkl=None):
+def _py36_pip(python, cache, venv):
+    """A throwaway venv of the target interpreter with pip==PY36_PIP: (pip argv, run)."""
+    version = _interpreter_version(python)
+    subprocess.run([python, "-m", "venv", venv], check=True, stdout=sys.stderr)
+    pip = [
+        os.path.join(venv, "bin", "python"),
+        "-m",
+        "pip",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--cache-dir",
+        os.path.join(cache, "pip-cache-py%s" % version),
+    ]
+
+    def run(args):
+        LOG.info("running %s", " ".join(pip[2:] + args))
+        subprocess.run(pip + args, check=True, stdout=sys.stderr)
+
+    run(["install", "pip==" + PY36_PIP])
+    return pip, run
+
+
+def _cache_dir(cache, prefix, key_parts):
+    return os.path.join(cache, "%s-%s" % (
+        prefix, hashlib.sha256(json.dumps(key_parts).encode()).hexdigest()[:16]))
+
+
+def _cached_build(cache, prefix, key_parts, fill, note, *, build=True):
+    """cache/<prefix>-<digest of key_parts>, made by fill(scratch, wheels_dir) once: the finished
+    wheel dir is renamed into place (never copied) and marked complete with `note`. With
+    build=False, None unless it is already complete."""
+    cached = _cache_dir(cache, prefix, key_parts)
+    if not os.path.exists(os.path.join(cached, ".complete")):
+        if not build:
+            return None
+        if os.path.isdir(cached):
+            shutil.rmtree(cached)
+        os.makedirs(cache, exist_ok=True)
+        scratch = tempfile.mkdtemp(prefix="standin-wheelhouse-", dir=cache)
+        started = time.time()
+        try:
+            building = os.path.join(scratch, "wheels")
+            os.makedirs(building)
+            fill(scratch, building)
+            os.replace(building, cached)
+        finally:
+            shutil.rmtree(scratch)
+        with open(os.path.join(cached, ".complete"), "w") as handle:
+            handle.write("# built in %.0f s\n%s\n" % (time.time() - started, "\n".join(note)))
+    return cached
+
+
+def _native_key(python, build_packages, packages):
+    return [build_packages, sorted(packages), python, _interpreter_version(python), PY36_PIP]
+
+
+def build_wheelhouse_native(www, cache, python, build_packages, packages):
     """Wheels of every pin and dependency, built by `pip wheel` run with the target's own
-    interpreter (a throwaway venv of it with pip==PY36_PIP).
+    interpreter (a throwaway venv of it with pip==PY36_PIP), linked at www/wheels.
 
     `pip download --only-binary --python-version 3.6` cannot work for the cp36 pins: several
     of their dependencies (termcolor 1.1.0, pycocotools 2.0.2, ...) exist only as sdists.
@@ -247,88 +305,81 @@ def build_wheelhouse_native(www, cache, python, build_packages, packages, *, mkl
     with --no-index and never compiles anything. Two passes, as the role installs them: the
     build packages first, then the rest built against them (--no-build-isolation: pycocotools'
     extension is compiled against the pinned numpy, not whatever a fresh build env picks).
-    Cached by content of the request (pins, interpreter path and version).
+    Cached by content of the request (pins, interpreter path and version)."""
 
-    mkl: (mkl_packages, mkl_pip) of the role's training_host_tensorflow: mkl, or None. Their
-    wheels join the wheelhouse: the pins built as above, the intel-tensorflow wheel downloaded
-    by mkl_pip (pip >= 20 refuses it: it holds two .dist-info directories), and the whole mkl
-    list is then installed offline by mkl_pip in a second throwaway venv, as the role will."""
-    version = _interpreter_version(python)
-    key = hashlib.sha256(
-        json.dumps([build_packages, sorted(packages), python, version, PY36_PIP]
-                   + ([list(mkl[0]), mkl[1]] if mkl else [])).encode()
-    ).hexdigest()[:16]
-    cached = os.path.join(cache, "wheelhouse-native-" + key)
-    if not os.path.exists(os.path.join(cached, ".complete")):
-        if os.path.isdir(cached):
-            shutil.rmtree(cached)
-        os.makedirs(cache, exist_ok=True)
-        # In the cache, so the finished wheel dir is renamed into place, never copied.
-        scratch = tempfile.mkdtemp(prefix="standin-wheelhouse-", dir=cache)
-        started = time.time()
-        try:
-            venv = os.path.join(scratch, "venv")
-            subprocess.run([python, "-m", "venv", venv], check=True, stdout=sys.stderr)
-            pip = [
-                os.path.join(venv, "bin", "python"),
-                "-m",
-                "pip",
-                "--disable-pip-version-check",
-                "--no-input",
-                "--cache-dir",
-                os.path.join(cache, "pip-cache-py%s" % version),
-            ]
-            building = os.path.join(scratch, "wheels")
+    def fill(scratch, building):
+        _pip_argv, run = _py36_pip(python, cache, os.path.join(scratch, "venv"))
+        run(["wheel", "--wheel-dir", building] + list(build_packages))
+        run(["install", "--no-index", "--find-links", building] + list(build_packages))
+        run(["wheel", "--no-build-isolation", "--wheel-dir", building] + list(packages))
+        # Proves the wheelhouse is complete: installs every pin offline, as the role will.
+        run(["install", "--no-index", "--find-links", building] + list(packages))
+        run(["check"])
 
-            def run(args):
-                LOG.info("running %s", " ".join(pip[2:] + args))
-                subprocess.run(pip + args, check=True, stdout=sys.stderr)
-
-            run(["install", "pip==" + PY36_PIP])
-            run(["wheel", "--wheel-dir", building] + list(build_packages))
-            run(["install", "--no-index", "--find-links", building] + list(build_packages))
-            run(["wheel", "--no-build-isolation", "--wheel-dir", building] + list(packages))
-            # Proves the wheelhouse is complete: installs every pin offline, as the role will.
-            run(["install", "--no-index", "--find-links", building] + list(packages))
-            run(["check"])
-            if mkl:
-                _add_mkl_wheels(python, pip[3:], building, scratch, run,
-                                lists=(build_packages, packages), mkl=mkl)
-            os.replace(building, cached)
-        finally:
-            shutil.rmtree(scratch)
-        with open(os.path.join(cached, ".complete"), "w") as handle:
-            handle.write(
-                "# built with Python %s in %.0f s\n" % (version, time.time() - started)
-                + "\n".join(list(build_packages) + sorted(packages))
-                + "\n"
-            )
-    return _link_wheelhouse(www, cached)
+    cached = _cached_build(cache, "wheelhouse-native",
+                           _native_key(python, build_packages, packages),
+                           fill, list(build_packages) + sorted(packages))
+    return _link_wheelhouse(www, "wheels", cached)
 
 
+def build_wheelhouse_mkl(www, cache, python, build_packages, packages, *, mkl, build=True):
+    """The wheels training_host_tensorflow: mkl adds to build_wheelhouse_native's (which must be
+    built), linked at www/wheels-mkl: its pins built as there, the intel-tensorflow wheel
+    downloaded by mkl_pip (pip >= 20 refuses it: it holds two .dist-info directories), and the
+    whole mkl list then installed offline by mkl_pip from both wheel dirs in a throwaway venv, as
+    the role will. mkl: (mkl_packages, mkl_pip) of the role's defaults.
 
-def _add_mkl_wheels(python, pip_options, building, scratch, run, *, lists, mkl):
-    """The mkl choice's wheels into `building`, proved by an offline install with mkl_pip.
-    lists: (build_packages, packages); mkl: (mkl_packages, mkl_pip)."""
+    A part of its own (`standins.py mkl`): only the scenario that trains on mkl needs it, so the
+    suite builds it beside the scenarios that start once the stock wheels are served. With
+    build=False only a cached build is linked; else www/wheels-mkl is left an empty folder (the
+    URL the role lists answers either way) and 0 is returned."""
+    stock = _cache_dir(cache, "wheelhouse-native", _native_key(python, build_packages, packages))
+    if not os.path.exists(os.path.join(stock, ".complete")):
+        raise SystemExit("standins.py: the mkl wheels are built on the stock wheelhouse, which "
+                         "is not built: run standins.py serve first")
     mkl_packages, mkl_pip = mkl
-    mkl_build, mkl_all = mkl_lists(lists[0], lists[1], mkl_packages, mkl_pip)
+    mkl_build, mkl_all = mkl_lists(build_packages, packages, mkl_packages, mkl_pip)
     builds = [pin for pin in mkl_packages if dist_name(pin) not in TENSORFLOW_NAMES]
     tensorflow = [pin for pin in mkl_packages if dist_name(pin) in TENSORFLOW_NAMES]
-    run(["wheel", "--no-build-isolation", "--wheel-dir", building, mkl_pip] + builds)
-    venv = os.path.join(scratch, "venv-mkl")
-    subprocess.run([python, "-m", "venv", venv], check=True, stdout=sys.stderr)
-    old_pip = [os.path.join(venv, "bin", "python"), "-m", "pip"] + list(pip_options)
 
-    def run_old(args):
-        LOG.info("running %s", " ".join(old_pip[2:] + args))
-        subprocess.run(old_pip + args, check=True, stdout=sys.stderr)
+    def fill(scratch, building):
+        pip, run = _py36_pip(python, cache, os.path.join(scratch, "venv"))
+        both = ["--find-links", stock, "--find-links", building]
+        run(["install", "--no-index"] + both + list(build_packages))
+        run(["wheel", "--no-build-isolation", "--wheel-dir", building] + both
+            + [mkl_pip] + builds)
+        venv = os.path.join(scratch, "venv-mkl")
+        subprocess.run([python, "-m", "venv", venv], check=True, stdout=sys.stderr)
+        old_pip = [os.path.join(venv, "bin", "python"), "-m", "pip"] + pip[3:]
 
-    run_old(["install", "--no-index", "--find-links", building, mkl_pip])
-    if tensorflow:
-        run_old(["download", "--no-deps", "--dest", building] + tensorflow)
-    run_old(["install", "--no-index", "--find-links", building] + mkl_build)
-    run_old(["install", "--no-index", "--find-links", building] + mkl_all)
-    run_old(["check"])
+        def run_old(args):
+            LOG.info("running %s", " ".join(old_pip[2:] + args))
+            subprocess.run(old_pip + args, check=True, stdout=sys.stderr)
+
+        run_old(["install", "--no-index"] + both + [mkl_pip])
+        if tensorflow:
+            run_old(["download", "--no-deps", "--dest", building] + tensorflow)
+        run_old(["install", "--no-index"] + both + mkl_build)
+        run_old(["install", "--no-index"] + both + mkl_all)
+        run_old(["check"])
+
+    cached = _cached_build(cache, "wheelhouse-mkl",
+                           [os.path.basename(stock), list(mkl_packages), mkl_pip],
+                           fill, list(mkl_packages) + [mkl_pip], build=build)
+    if cached is None:
+        link = os.path.join(www, "wheels-mkl")
+        if os.path.islink(link):
+            os.remove(link)
+        os.makedirs(link, exist_ok=True)
+        return 0
+    return _link_wheelhouse(www, "wheels-mkl", cached)
+
+
+def mkl_wheels(www, built, build=True):
+    """build_wheelhouse_mkl for what `built` (a py36 build's description) records."""
+    return build_wheelhouse_mkl(www, built["cache"], built["python"], built["build_packages"],
+                                built["packages"], mkl=(built["mkl_packages"], built["mkl_pip"]),
+                                build=build)
 
 
 def role_defaults():
@@ -392,11 +443,12 @@ def build(args):
         mkl = (defaults["training_host_tensorflow_mkl_packages"],
                defaults["training_host_tensorflow_mkl_pip"])
         built.update(python=args.python36, build_packages=build_packages, packages=packages,
-                     mkl_packages=mkl[0])
+                     mkl_packages=mkl[0], mkl_pip=mkl[1], cache=args.cache)
         if packages:
             built["wheels"] = build_wheelhouse_native(
-                www, args.cache, args.python36, build_packages, packages, mkl=mkl
+                www, args.cache, args.python36, build_packages, packages
             )
+            built["mkl_wheels"] = mkl_wheels(www, built, build=not args.defer_mkl)
     else:
         packages = args.package
         if packages is None:
@@ -440,7 +492,8 @@ def role_vars(built, port, host):
             {
                 "training_host_venv_build_packages": built["build_packages"],
                 "training_host_venv_packages": built["packages"],
-                "training_host_pip_find_links": ["%s/wheels/" % base],
+                "training_host_pip_find_links": ["%s/wheels/" % base] + (
+                    ["%s/wheels-mkl/" % base] if built.get("mkl_packages") else []),
                 "training_host_pip_no_index": True,
             }
         )
@@ -488,11 +541,15 @@ def serve(args):
         same_target = state["built"].get("target", "modern") == args.target
         same_port = not args.port or args.port == state["port"]
         # A server built with other --sample-* arguments serves another sample: rebuild.
+        # (A server of an older standins.py, without "voc" or the mkl wheels' record, too.)
         same_sample = (state["built"].get("sample") == sample_args(args)
-                       and "voc" in state["built"])
+                       and "voc" in state["built"]
+                       and ("mkl_pip" in state["built"] or not state["built"].get("packages")))
         if (same_target and same_port and same_sample and not args.restart
                 and pid_alive(state["pid"])
                 and _port_answers(args.host, state["port"])):
+            if "mkl_pip" in state["built"] and not args.defer_mkl:
+                mkl_wheels(os.path.join(args.dir, "www"), state["built"])
             _emit(args, role_vars(state["built"], state["port"], args.host), changed=False)
             return
         # Serving another target or port, or told to rebuild: replaced by the one built now.
@@ -567,6 +624,21 @@ def _stop_server(pid, timeout=10):
     while pid_alive(pid) and time.time() < deadline:
         time.sleep(0.1)
     return True
+
+
+def add_mkl(args):
+    state_file = os.path.join(os.path.abspath(args.dir), "server.json")
+    try:
+        with open(state_file) as handle:
+            built = json.load(handle)["built"]
+    except (OSError, ValueError, KeyError) as error:
+        raise SystemExit("standins.py mkl: no server state in %s (%s): run standins.py serve "
+                         "--dir %s first" % (state_file, error, args.dir)) from error
+    if "mkl_pip" not in built:
+        raise SystemExit("standins.py mkl: the server of %s serves no Python 3.6 wheelhouse "
+                         "(--target py36 with pins): there are no mkl wheels to add" % args.dir)
+    count = mkl_wheels(os.path.join(os.path.abspath(args.dir), "www"), built)
+    LOG.info("%d mkl wheels served at /wheels-mkl/", count)
 
 
 def stop(args):
@@ -669,6 +741,16 @@ def main(argv=None):
         action="store_true",
         help="fail unless the stand-in models commit equals PINNED_COMMIT",
     )
+    srv.add_argument(
+        "--defer-mkl",
+        action="store_true",
+        help="with --target py36: serve without building the wheels training_host_tensorflow: "
+        "mkl adds (a cached build is still linked); `standins.py mkl` builds them later",
+    )
+    mkl = sub.add_parser(
+        "mkl", help="build the mkl wheels a `serve --defer-mkl` left out, into the running "
+        "server's tree (idempotent)")
+    mkl.add_argument("--dir", required=True, help="the work directory serve was given")
     stp = sub.add_parser("stop", help="stop a server started with --background")
     stp.add_argument("--dir", required=True)
     run = sub.add_parser("_httpd")
@@ -683,6 +765,8 @@ def main(argv=None):
         serve(args)
     elif args.command == "stop":
         stop(args)
+    elif args.command == "mkl":
+        add_mkl(args)
     else:
         httpd(args.dir, args.host, args.port, args.idle_exit)
 

@@ -107,6 +107,9 @@ def test_select_takes_what_the_named_parts_need():
     names = [p.name for p in suite.select(parts, ["site"])]
     assert names == ["venv", "lab-image", "standins", "scenario:site"]
     assert "scenario:vision_kit" in [p.name for p in suite.select(parts, ["scenarios"])]
+    # Only the scenario that trains on intel-tensorflow waits for its wheels.
+    names = [p.name for p in suite.select(parts, ["voc"])]
+    assert "standins-mkl" in names and names.index("standins-mkl") > names.index("standins")
     with pytest.raises(SystemExit, match="no part 'nonesuch'"):
         suite.select(parts, ["nonesuch"])
 
