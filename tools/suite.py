@@ -384,10 +384,13 @@ def build_parts(python36, state):
                           skip_reason=scenario_skip(name), env=scenario_env(name),
                           about="molecule test -s %s" % name))
     # When more parts are ready than may run, the earlier ones start first: site is the longest
-    # part and training_host the next, so those go before lint and pytest.
+    # part and training_host the next, so those go before standins-mkl (only voc, which waits for
+    # training_host anyway, needs it), lint and pytest.
     first = ["scenario:site", "scenario:training_host"]
-    setup = [p for p in parts if not p.name.startswith("scenario:") and p.name not in CHECKS]
-    return (setup + [p for p in parts if p.name in first] + [p for p in parts if p.name in CHECKS]
+    later = ["standins-mkl"] + list(CHECKS)
+    setup = [p for p in parts if not p.name.startswith("scenario:") and p.name not in later]
+    return (setup + [p for p in parts if p.name in first]
+            + [p for p in parts if p.name in later]
             + [p for p in parts if p.name.startswith("scenario:") and p.name not in first])
 
 

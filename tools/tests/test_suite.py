@@ -110,6 +110,10 @@ def test_select_takes_what_the_named_parts_need():
     # Only the scenario that trains on intel-tensorflow waits for its wheels.
     names = [p.name for p in suite.select(parts, ["voc"])]
     assert "standins-mkl" in names and names.index("standins-mkl") > names.index("standins")
+    # ...and takes a free slot only after the two longest scenarios.
+    order = [p.name for p in parts]
+    assert order.index("standins-mkl") > order.index("scenario:training_host") \
+        > order.index("scenario:site")
     with pytest.raises(SystemExit, match="no part 'nonesuch'"):
         suite.select(parts, ["nonesuch"])
 
