@@ -30,12 +30,14 @@
 # instructions the role's training_host_tensorflow_mkl_cpu_flags lists, else stock (1.7.1);
 # mkl or stock force one. The summary says which TensorFlow trained and which exported.
 #
-# LAB_MIN_PRECISION (default 0.97) is the rule of the operating point the kits run
+# LAB_MIN_PRECISION (default 0.95) is the rule of the operating point the kits run
 # (detector_training_eval_min_precision): the lowest score threshold whose precision on the val split
 # reaches it; LAB_MIN_PRECISION=f1 takes the threshold of highest F1 instead (the role's default).
 # Measured on three labs with the F1 rule: the kits' held-out recall 0.90-0.96 but precision
-# 0.92-0.96, since the F1 point balances the two (val P 0.94, R 0.97 at score 0.17 on one model);
-# 0.97 spends some of that recall on precision (the same model: val P 0.97, R 0.91 at 0.33).
+# 0.92-0.96, since the F1 point balances the two (val P 0.94, R 0.97 at score 0.17 on one model).
+# 0.97 and 0.98 land on the curve's flat top, where a few val boxes move the threshold between 0.33
+# and 0.59 from run to run (one 0.97 run: kits recall 0.776); 0.95 sits where the curve falls, below
+# the kits' held-out precision (0.966-0.989 in every run so far). molecule/lab/README.md has the runs.
 set -euo pipefail
 
 lab=$(cd "$(dirname "$0")" && pwd)
@@ -184,11 +186,11 @@ case ${1:-} in
                     exit 2
                     ;;
             esac
-            case ${LAB_MIN_PRECISION:-0.97} in
+            case ${LAB_MIN_PRECISION:-0.95} in
                 f1) ;;
-                0.[0-9]* | 1 | 1.0) site_vars+=(-e "detector_training_eval_min_precision=${LAB_MIN_PRECISION:-0.97}") ;;
+                0.[0-9]* | 1 | 1.0) site_vars+=(-e "detector_training_eval_min_precision=${LAB_MIN_PRECISION:-0.95}") ;;
                 *)
-                    echo "lab: LAB_MIN_PRECISION=${LAB_MIN_PRECISION}: give a precision in (0, 1], e.g. 0.97, or f1 for the threshold of highest F1" >&2
+                    echo "lab: LAB_MIN_PRECISION=${LAB_MIN_PRECISION}: give a precision in (0, 1], e.g. 0.95, or f1 for the threshold of highest F1" >&2
                     exit 2
                     ;;
             esac
