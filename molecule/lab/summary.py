@@ -79,6 +79,9 @@ def evaluation_lines(bundle, manifest):
                  doc.get("images"), ", ".join("{} {}".format(label, _figure(ap)) for label, ap
                                               in sorted((doc.get("ap") or {}).items())),
                  _figure(doc.get("mean_ap")), doc.get("images_per_second"))]
+    if doc.get("dropped_faces"):
+        lines.append("  not scored on val: {} faces the dataset's filters dropped (blurred, "
+                     "invalid, small)".format(doc["dropped_faces"]["faces"]))
     point = doc.get("operating_point") or {}
     kit = doc.get("at_operating_point")
     if kit:

@@ -97,7 +97,8 @@ def _cmd_eval_run(args):
         args.bundle, args.records, args.output, deploy_threshold=args.deploy_threshold,
         rule=operating.MAX_F1 if args.min_precision is None else operating.MIN_PRECISION,
         min_precision=args.min_precision, score_threshold=args.score_threshold,
-        wider_ground_truth=args.wider_ground_truth, threads=args.threads)
+        wider_ground_truth=args.wider_ground_truth, wider_annotations=args.wider_annotations,
+        threads=args.threads)
     fixed, kit = doc["at_deploy_threshold"], doc["at_operating_point"]
 
     def figure(value):
@@ -121,6 +122,9 @@ def _cmd_eval_run(args):
         print("{}: recall {}, precision {}, {} false positives per image".format(
             words, figure(view["recall"]), figure(view["precision"]),
             figure(view["false_positives_per_image"])))
+    if doc["dropped_faces"]:
+        print("not scored: {} faces of {} that the records leave out".format(
+            doc["dropped_faces"]["faces"], doc["dropped_faces"]["annotations"]["path"]))
     if doc["wider"]:
         print("WIDER FACE easy {} medium {} hard {}".format(
             *(figure(doc["wider"][s]) for s in ("easy", "medium", "hard"))))
@@ -220,6 +224,11 @@ _RUN = command(
         "wider_{easy,medium,hard}_val.mat): adds the easy/medium/hard APs of predictions/ to "
         "eval.json (WIDER FACE val records only; val images missing from the records count as "
         "no detections)"),
+    opt("--wider-annotations", "FILE",
+        "the records' WIDER FACE annotation file (wider_face_val_bbx_gt.txt): the faces it "
+        "lists that the records leave out (blurred, invalid or small faces the dataset's "
+        "filters dropped) are not scored, as WIDER FACE's evaluation sets aside faces outside "
+        "its setting: a detection on one is neither a true nor a false positive"),
     opt("--threads", "N", "threads for decoding images and for TensorFlow's ops (default "
                           "%(default)s, the training host's cores)",
         type=argtypes.positive, default=2),

@@ -150,7 +150,7 @@ def draw_samples(samples, path):
     for number, (name, colour) in enumerate((("true positive", TRUE_POSITIVE),
                                              ("false positive", FALSE_POSITIVE),
                                              ("missed face", MISSED),
-                                             ("difficult (not scored)", DIFFICULT))):
+                                             ("not scored (difficult, left out)", DIFFICULT))):
         x = 8 + number * 150
         draw.rectangle([x, legend_y, x + 12, legend_y + 12], outline=colour, width=3)
         draw.text((x + 18, legend_y), name, fill="black", font=font)

@@ -8,7 +8,8 @@ Writes into the output folder:
   false positives per image, recall by face size; facekit.eval.metrics), the
   bundle's name and version, each record file's sha256, the speed (images/s), and, for
   WIDER FACE records scored against the evaluation tools' ground truth, the easy, medium
-  and hard APs;
+  and hard APs; with the split's WIDER annotation file, the faces the records leave out
+  (the dataset's filters dropped them) are not scored (facekit.eval.dropped);
 - predictions/<event>/<image>.txt in the WIDER format when every record's image/filename
   is a WIDER FACE path (`0--Parade/0_Parade_marchingband_1_465.jpg`);
 - pr.png, samples.png and report.html (facekit.eval.report).
@@ -26,7 +27,7 @@ import numpy as np
 from facekit import files
 from facekit.bonnet import models
 from facekit.detector import decode
-from facekit.eval import metrics, operating, records, report, runner
+from facekit.eval import dropped, metrics, operating, records, report, runner
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def evaluate_bundle(bundle_dir, pattern, output_dir, *,  # noqa: PLR0914 - one r
                     deploy_threshold=DEPLOY_THRESHOLD, rule=operating.MAX_F1,
                     min_precision=None,
                     score_threshold=runner.SCORE_THRESHOLD, wider_ground_truth=None,
-                    samples=report.SAMPLES, threads=2):
+                    wider_annotations=None, samples=report.SAMPLES, threads=2):
     """Run, measure and write everything (see the module docstring); returns the eval.json
     document. FacekitError on a bundle, record or image that cannot be used."""
     paths = records.record_files(pattern)
@@ -118,6 +119,11 @@ def evaluate_bundle(bundle_dir, pattern, output_dir, *,  # noqa: PLR0914 - one r
     if not results:
         raise records.RecordError("--records {}: the files hold no record ({}): convert a "
                                   "data set first".format(pattern, ", ".join(paths)))
+    dropped_doc = None
+    if wider_annotations:
+        results, dropped_doc = dropped.with_dropped_faces(results, wider_annotations)
+        log.info("%d faces of %s that the records leave out are not scored",
+                 dropped_doc["faces"], wider_annotations)
     labels = kit_model.labels
     classes = list(range(1, len(labels) + 1))
     unknown = sorted(set(np.concatenate([r.record.labels for r in results]).tolist())
@@ -155,6 +161,7 @@ def evaluate_bundle(bundle_dir, pattern, output_dir, *,  # noqa: PLR0914 - one r
         "seconds": round(seconds, 3),
         "images_per_second": round(len(results) / seconds, 2) if seconds > 0 else None,
         "wider": None,
+        "dropped_faces": dropped_doc,
         "files": {"pr": PR_PNG, "samples": SAMPLES_PNG, "report": REPORT_HTML,
                   "predictions": None},
     })

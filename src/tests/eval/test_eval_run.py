@@ -29,7 +29,7 @@ DOCUMENTED_KEYS = {"ap", "mean_ap", "objects", "detections", "curves", "bundle",
                    "images", "input_size", "batch", "score_threshold", "iou_threshold",
                    "nms_iou", "max_detections", "operating_point", "at_operating_point",
                    "at_deploy_threshold", "seconds",
-                   "images_per_second", "wider", "files"}
+                   "images_per_second", "wider", "dropped_faces", "files"}
 KIT_KEYS = {"threshold", "recall", "precision", "true_positives", "false_positives", "missed",
             "false_positives_per_image", "difficult", "ignored", "recall_by_size"}
 
@@ -306,3 +306,32 @@ def test_min_precision_chooses_the_lowest_threshold_reaching_it(lab, tmp_path, c
     assert doc["at_operating_point"]["threshold"] == {"face": 0.5}
     assert "operating point (precision >= 0.99): face score > 0.5 (none: precision never " \
         "reaches 0.99" in capsys.readouterr().out
+
+
+def test_wider_annotations_set_the_dropped_faces_aside(lab, wider_run, synthetic_gt, tmp_path,
+                                                       capsys):
+    # The records' own faces plus one blurred face per image that the dataset's filters
+    # would have dropped (blur 2), and a zero-size one (no region: nothing to set aside).
+    lines = []
+    for number, (event, image) in enumerate(synthetic_gt.images[:7]):
+        start, stop = synthetic_gt.face_start[number], synthetic_gt.face_start[number + 1]
+        faces = ["{} {} {} {} 0 0 0 0 0 0 ".format(*(int(round(v)) for v in box))
+                 for box in synthetic_gt.boxes[start:stop]]
+        faces += ["900 600 60 60 2 0 0 0 0 0 ", "5 5 0 0 0 0 0 0 0 0 "]
+        lines += ["{}/{}.jpg".format(event, image), str(len(faces))] + faces
+    annotations = tmp_path / "wider_face_val_bbx_gt.txt"
+    annotations.write_text("\n".join(lines) + "\n")
+    out = str(tmp_path / "aside")
+    code = cli.main(["eval", "run", lab.bundle, "--records", str(lab.root / "val.record-*"),
+                     "--output", out, "--wider-annotations", str(annotations)])
+    assert code == 0
+    with open(os.path.join(out, "eval.json"), encoding="utf-8") as fh:
+        doc = json.load(fh)
+    assert doc["dropped_faces"]["faces"] == 7
+    assert doc["dropped_faces"]["annotations"]["path"] == str(annotations)
+    # The faces to find are the records' own; the dropped ones are not among them.
+    assert doc["objects"] == wider_run[1]["objects"]
+    assert doc["at_deploy_threshold"]["difficult"] == 7
+    assert wider_run[1]["dropped_faces"] is None
+    assert "not scored: 7 faces of {} that the records leave out".format(annotations) \
+        in capsys.readouterr().out
