@@ -171,6 +171,12 @@ def test_the_training_stage_evaluated_the_bundle_and_attached_the_report():
         "/var/lib/facekit/dataset/") for r in doc["records"])
     assert doc["mean_ap"] is not None and 0.0 <= doc["mean_ap"] <= 1.0
     assert doc["at_deploy_threshold"]["threshold"] == 0.5
+    # The faces the dataset's filters dropped (the sample's blurred and invalid ones) are set
+    # aside, read from the val annotation file dataset.json names.
+    aside = doc["dropped_faces"]
+    assert aside["annotations"]["path"] == (
+        "/var/lib/facekit/widerface/wider_face_split/wider_face_val_bbx_gt.txt"), aside
+    assert aside["faces"] > 0 and doc["at_deploy_threshold"]["difficult"] == aside["faces"]
     point = doc["operating_point"]
     assert point["rule"] == "max_f1" and point["floor"] == 0.02
     face = point["classes"]["face"]
