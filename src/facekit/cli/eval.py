@@ -19,7 +19,8 @@ typical use:
   facekit eval wider predictions/ --ground-truth eval_tools/ground_truth
   facekit eval wider predictions/ --ground-truth eval_tools/ground_truth --json wider.json
   facekit eval run artifacts/models/face/1a2b3c4d5e6f --records 'data/val.record*' \
-      --output eval/ --wider-ground-truth eval_tools/ground_truth
+      --output eval/ --wider-ground-truth eval_tools/ground_truth \
+      --wider-annotations wider_face_split/wider_face_val_bbx_gt.txt
   facekit eval gate artifacts/models/face/1a2b3c4d5e6f --deployed-eval deployed/eval.json \
       --deployed-version 0f9e8d7c6b5a --min-ap 0.3 --max-ap-drop 0.02
 
@@ -197,7 +198,8 @@ _RUN = command(
     "or the lowest reaching --min-precision; recall, precision, false positives per image "
     "and recall by face size there and at --deploy-threshold; "
     "the bundle's version, the records' sha256s, images/s), pr.png (precision-recall "
-    "curves), samples.png (true positives green, false positives red, missed faces blue), "
+    "curves), samples.png (true positives green, false positives red, missed faces blue, "
+    "faces not scored grey), "
     "report.html (both pictures and the figures; reads offline) and, for WIDER FACE records, "
     "predictions/<event>/<image>.txt in the WIDER format. Face sizes: the square root of a "
     "box's area in the original image's pixels; small < 32, medium 32-96, large >= 96. Needs "
