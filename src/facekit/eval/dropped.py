@@ -1,4 +1,4 @@
-"""The WIDER FACE faces a data set's filters left out of its records, scored as not scored.
+"""The WIDER FACE faces a data set's filters left out of its records, set aside in scoring.
 
 `facekit dataset convert` keeps a face only if it passes the filters (by default valid,
 clear and at least 50 px on its longer side); the blurred, invalid and small faces it drops
@@ -45,7 +45,7 @@ def _faces_by_image(path):
 
 
 def _dropped(record, faces, width, height):
-    """Pixel boxes (xmin, ymin, xmax, ymax) of `faces` that no box of `record` is."""
+    """Pixel edges (ymin, xmin, ymax, xmax), clipped, of the `faces` no box of `record` is."""
     kept = record.boxes * np.array([height, width, height, width], dtype=np.float64)
     found = []
     for face in faces:
@@ -61,7 +61,7 @@ def _dropped(record, faces, width, height):
 
 
 def with_dropped_faces(results, annotations):
-    """(results with each record's unkept faces added as difficult class-1 boxes, the
+    """(results with each record's dropped faces added as difficult class-1 boxes, the
     document eval.json keeps: the file, its sha256 and how many faces were added).
 
     results: runner.ImageResult per record, each record's image/filename a path of the
