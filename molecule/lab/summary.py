@@ -124,10 +124,10 @@ def kit_lines(kits, frames_dir):
                 for label, entry in sorted(status["thresholds"].items())))
         if status:
             last = status.get("last") or {}
-            lines.append("    {} frames, {:.1f} fps, {} faces reported; last frame: {}".format(
+            lines.append("    {} frames, {:.1f} fps, {} detections reported; last frame: {}".format(
                 status.get("frames", 0), status.get("fps") or 0.0, status.get("faces_seen", 0),
                 ", ".join("{} {:.2f} at {}".format(f["label"], f["score"], f["box"])
-                          for f in last.get("detections", last.get("faces")) or []) or "no faces"))
+                          for f in last.get("detections", last.get("faces")) or []) or "nothing"))
         if det["faces"]:
             what = "faces" if set(det["classes"]) <= {"face"} else "objects"
             lines.append("    held-out images: {} shown, {} {}: recall {}, precision {} "
