@@ -80,8 +80,30 @@ def parse_evaluation(text, where):
     return doc
 
 
-def _records(doc):
-    return sorted(r.get("sha256") for r in doc.get("records") or [] if isinstance(r, dict))
+def _scored_on(doc):
+    """What an evaluation scored: its records' sha256s, and the annotation file whose dropped
+    faces it set aside (facekit.eval.dropped), if any."""
+    aside = doc.get("dropped_faces")
+    return (sorted(r.get("sha256") for r in doc.get("records") or [] if isinstance(r, dict)),
+            (aside.get("annotations") or {}).get("sha256") if isinstance(aside, dict) else None)
+
+
+def _comparison_note(candidate, deployed, bundle, running):
+    """'' when the two evaluations scored the same way; else the sentence that says how not."""
+    (records, aside), (records_then, aside_then) = _scored_on(candidate), _scored_on(deployed)
+    if records != records_then:
+        return ("{} and {} were measured on different records: the comparison is only as fair "
+                "as the two sets are alike".format(bundle, running))
+    if aside == aside_then:
+        return ""
+    if aside and aside_then:
+        how = "{} and {} set aside the dropped faces of different annotation files".format(
+            bundle, running)
+    else:
+        how = "{} set aside the faces the dataset's filters dropped and {} did not".format(
+            *((bundle, running) if aside else (running, bundle)))
+    return ("{} (facekit eval run --wider-annotations): the comparison is only as fair as the "
+            "two scorings are alike".format(how))
 
 
 def _names(prefix):
@@ -145,11 +167,8 @@ def decide(candidate, deployed=None, *, candidate_version=None, deployed_version
             bundle, words, _figure(value), _figure(before - value), running.strip(),
             _figure(before), names["max_ap_drop"], max_drop, names["max_ap_drop"],
             _force(names, settings_prefix)))
-    if candidate is not None and deployed is not None and _records(candidate) != _records(
-            deployed):
-        result["note"] = ("{} and {} were measured on different records: the comparison "
-                          "is only as fair as the two sets are alike".format(
-                              bundle, running.strip()))
+    if candidate is not None and deployed is not None:
+        result["note"] = _comparison_note(candidate, deployed, bundle, running.strip())
     if refusal is None:
         if before is None:
             result["reason"] = "{}: {} {} (floor {}; {})".format(

@@ -92,6 +92,18 @@ def test_other_records_are_noted():
     assert not gate.decide(evaluation(0.6), evaluation(0.6))["note"]
 
 
+def test_an_evaluation_that_set_dropped_faces_aside_is_noted():
+    aside = dict(evaluation(0.62), dropped_faces={"annotations": {"sha256": "f" * 64},
+                                                  "faces": 12})
+    result = gate.decide(aside, evaluation(0.6), candidate_version="new",
+                         deployed_version="old")
+    assert result["ok"] and result["note"].startswith(
+        "bundle new set aside the faces the dataset's filters dropped and the deployed release "
+        "old did not")
+    assert not gate.decide(aside, dict(aside), candidate_version="new",
+                           deployed_version="old")["note"]
+
+
 def test_cli_reads_the_bundle_and_the_deployed_evaluation_from_stdin(tmp_path, capsys,
                                                                     monkeypatch):
     path = bundle_dir(tmp_path, evaluation(0.4, version="bbbbbbbbbbbb"), version="bbbbbbbbbbbb")
