@@ -16,11 +16,11 @@ false positive, and it is not among the objects to find. Python 3.6.
 """
 
 import collections
+import hashlib
 import os
 
 import numpy as np
 
-from facekit import files
 from facekit.dataset import filters, wider
 from facekit.eval.errors import EvalError
 
@@ -33,13 +33,13 @@ class AnnotationsMismatch(EvalError):
     """The annotation file does not describe the records."""
 
 
-def _faces_by_image(path):
+def _faces_by_image(path, digest):
     if not os.path.isfile(str(path)):
         raise AnnotationsMismatch("--wider-annotations {}: no such file: give the WIDER FACE "
                                   "annotation file of the records' split (wider_face_val_bbx_"
                                   "gt.txt)".format(path))
     faces = collections.OrderedDict()
-    for image in wider.parse_annotations(path):
+    for image in wider.parse_annotations(path, digest):
         faces[image.path] = image.faces
     return faces
 
@@ -67,7 +67,9 @@ def with_dropped_faces(results, annotations):
     results: runner.ImageResult per record, each record's image/filename a path of the
     annotation file (`0--Parade/0_Parade_marchingband_1_465.jpg`). AnnotationsMismatch names
     the first record the file does not list."""
-    faces = _faces_by_image(annotations)
+    # One read: the parser feeds the digest every byte it reads.
+    digest = hashlib.sha256()
+    faces = _faces_by_image(annotations, digest)
     out = []
     added = 0
     for result in results:
@@ -89,7 +91,7 @@ def with_dropped_faces(results, annotations):
                 difficult=np.concatenate([record.difficult, np.ones(len(extra), dtype=bool)]))
             added += len(extra)
         out.append(result._replace(record=record))
-    sha256, size = files.sha256_file(str(annotations))
-    doc = {"annotations": {"path": str(annotations), "sha256": sha256, "bytes": size},
+    doc = {"annotations": {"path": str(annotations), "sha256": digest.hexdigest(),
+                           "bytes": os.path.getsize(str(annotations))},
            "faces": added}
     return out, doc
